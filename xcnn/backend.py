@@ -1,0 +1,193 @@
+"""Device choice: the one module that knows whether arrays live in NumPy or CuPy.
+
+A device is a string spec: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+Everything else asks the arrays themselves (:func:`get_array_module`), so layers
+never need to know where they run. CuPy is imported lazily, inside a guard: the
+package imports fine on machines without it (or without a driver).
+"""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Device", "DeviceError", "get_device", "get_array_module", "cupy_or_none",
+    "gpu_available", "gpu_unavailable_reason", "to_host", "is_device_array", "device_of",
+]
+
+_CUPY: Any = None
+_CUPY_ERROR: str | None = None
+_CUPY_TRIED = False
+
+
+class DeviceError(RuntimeError):
+    """A device was asked for that cannot be used, or arrays from two devices were mixed."""
+
+
+def cupy_or_none():
+    """Import CuPy once; return the module or ``None`` (the reason is kept for error messages)."""
+    global _CUPY, _CUPY_ERROR, _CUPY_TRIED
+    if not _CUPY_TRIED:
+        _CUPY_TRIED = True
+        try:
+            import cupy  # noqa: PLC0415  (optional dependency, guarded on purpose)
+
+            _CUPY = cupy
+        except Exception as exc:  # ImportError, or a broken CUDA install raising anything
+            _CUPY_ERROR = f"{type(exc).__name__}: {exc}"
+    return _CUPY
+
+
+def gpu_unavailable_reason(index: int = 0) -> str | None:
+    """``None`` when CUDA device ``index`` is usable, else a sentence saying why not and how to fix it."""
+    cp = cupy_or_none()
+    if cp is None:
+        return (
+            "CuPy is not installed or failed to import "
+            f"({_CUPY_ERROR}). Install it with `pip install xcnn[cuda12]` (CUDA 12 driver) "
+            "or `pip install xcnn[cuda13]` (CUDA 13 driver)."
+        )
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError when no driver is loaded
+        return (
+            f"CuPy is installed but no CUDA device answers ({type(exc).__name__}: {exc}). "
+            "Check the NVIDIA driver (`nvidia-smi`) and that the CuPy wheel matches its CUDA version."
+        )
+    if count == 0:
+        return "CuPy is installed but the driver reports no CUDA devices (`nvidia-smi` lists none)."
+    if index >= count:
+        return f"cuda:{index} was asked for but only {count} CUDA device(s) exist (cuda:0..cuda:{count - 1})."
+    try:
+        with cp.cuda.Device(index):
+            cp.zeros(1).sum().item()
+    except Exception as exc:
+        return f"CUDA device {index} did not answer a test computation ({type(exc).__name__}: {exc})."
+    return None
+
+
+def gpu_available(index: int = 0) -> bool:
+    """True when CuPy imports *and* CUDA device ``index`` answers."""
+    return gpu_unavailable_reason(index) is None
+
+
+_SPEC = re.compile(r"^(cpu|auto|cuda)(?::(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Device:
+    """A resolved device: ``kind`` is ``"cpu"`` or ``"cuda"``; ``xp`` is its array module."""
+
+    kind: str
+    index: int = 0
+
+    def __str__(self) -> str:
+        return "cpu" if self.kind == "cpu" else f"cuda:{self.index}"
+
+    @property
+    def xp(self):
+        return np if self.kind == "cpu" else cupy_or_none()
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.kind == "cuda"
+
+    def __enter__(self):
+        if self.is_cuda:
+            self._ctx = self.xp.cuda.Device(self.index)
+            self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.is_cuda:
+            self._ctx.__exit__(*exc)
+        return False
+
+    def asarray(self, a, dtype=None):
+        """Move (or copy) ``a`` onto this device; host arrays go through NumPy first."""
+        if self.kind == "cpu":
+            return np.asarray(to_host(a), dtype=dtype)
+        cp = self.xp
+        with cp.cuda.Device(self.index):
+            return cp.asarray(a, dtype=dtype)
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for honest timings); a no-op on CPU."""
+        if self.is_cuda:
+            with self.xp.cuda.Device(self.index):
+                self.xp.cuda.get_current_stream().synchronize()
+
+    def rng(self, seed: int | None):
+        """A reproducible random generator on this device (NumPy's or CuPy's ``default_rng``)."""
+        if self.kind == "cpu":
+            return np.random.default_rng(seed)
+        with self.xp.cuda.Device(self.index):
+            return self.xp.random.default_rng(seed)
+
+
+def get_device(spec: "str | Device" = "auto", *, quiet: bool = False) -> Device:
+    """Resolve a device spec. ``auto`` means CUDA when usable, else CPU with a one-line notice.
+
+    Raises :class:`DeviceError` naming the problem and the fix when ``cuda``/``cuda:N``
+    cannot be used, and :class:`ValueError` for a malformed spec.
+    """
+    if isinstance(spec, Device):
+        return spec
+    m = _SPEC.match(str(spec).strip().lower())
+    if not m:
+        raise ValueError(f"unknown device {spec!r}: use 'cpu', 'cuda', 'cuda:N' (N = GPU index) or 'auto'")
+    kind, idx = m.group(1), int(m.group(2) or 0)
+    if kind == "cpu":
+        if m.group(2) is not None:
+            raise ValueError(f"unknown device {spec!r}: the CPU takes no index, use 'cpu'")
+        return Device("cpu")
+    if kind == "auto":
+        if m.group(2) is not None:
+            raise ValueError(f"unknown device {spec!r}: 'auto' takes no index")
+        reason = gpu_unavailable_reason(0)
+        if reason is None:
+            return Device("cuda", 0)
+        if not quiet:
+            print(f"xcnn: no usable GPU, running on CPU ({reason.split('.')[0]}).", file=sys.stderr)
+        return Device("cpu")
+    reason = gpu_unavailable_reason(idx)
+    if reason is not None:
+        raise DeviceError(f"device {spec!r} is not usable: {reason} Or run with --device cpu.")
+    return Device("cuda", idx)
+
+
+def is_device_array(a) -> bool:
+    """True for a CuPy array (without importing CuPy when it was never imported)."""
+    cp = _CUPY
+    return cp is not None and isinstance(a, cp.ndarray)
+
+
+def get_array_module(*arrays):
+    """NumPy or CuPy, decided by the arrays; mixing host and device arrays is an error."""
+    dev = [is_device_array(a) for a in arrays if a is not None]
+    if any(dev):
+        if not all(dev):
+            raise DeviceError(
+                "mixed host (NumPy) and device (CuPy) arrays in one operation: move them to one "
+                "device first, e.g. net.to('cuda') and device.asarray(batch)"
+            )
+        return _CUPY
+    return np
+
+
+def device_of(a) -> Device:
+    """The :class:`Device` an array lives on."""
+    if is_device_array(a):
+        return Device("cuda", int(a.device.id))
+    return Device("cpu")
+
+
+def to_host(a):
+    """A NumPy array for ``a`` (copies device arrays to the host; host arrays pass through)."""
+    if is_device_array(a):
+        return a.get()
+    return np.asarray(a)

@@ -1,0 +1,370 @@
+"""Pure array ops with explicit forward and backward: im2col/col2im, convolution, pooling, losses.
+
+Shapes use one set of names: N (batch), C (channels), H, W (input height, width),
+KH, KW (window), SH, SW (stride), PH, PW (padding), OH, OW (output height, width).
+Images are NCHW. Every function works on NumPy and CuPy arrays alike; the array module
+comes from the arguments. On the GPU the hot spots go to our CUDA kernels
+(:mod:`xcnn.cuda_ops`); on the CPU they are strided views and slice arithmetic, with no
+Python loop over samples or output pixels.
+
+Column layout (both devices): ``col`` has shape ``(C*KH*KW, N*OH*OW)`` -- one row per
+(channel, kernel offset), one column per (sample, output pixel). A convolution is then
+a single GEMM ``W(O, C*KH*KW) @ col`` whose result ``(O, N*OH*OW)`` is the output in
+"CNHW" memory order; we hand it back as an NCHW *view*, so no transpose is copied.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import get_array_module
+
+__all__ = [
+    "pair", "conv_output_size", "pool_geometry", "conv_geometry", "Workspace",
+    "im2col", "col2im", "conv2d_forward", "conv2d_backward",
+    "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward", "max_pool2d_backward",
+    "softmax", "log_softmax", "softmax_cross_entropy", "euclidean_loss",
+]
+
+
+def pair(v, name: str = "value") -> tuple[int, int]:
+    """``3 -> (3, 3)``; ``(3, 2) -> (3, 2)``; refuses anything that is not one or two integers."""
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {v!r}")
+        a, b = v
+    else:
+        a = b = v
+    for t in (a, b):
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise TypeError(f"{name} must be an int or a pair of ints, got {v!r} ({type(t).__name__})")
+    return int(a), int(b)
+
+
+def conv_output_size(size: int, k: int, s: int, p: int) -> int:
+    """Output length of a sliding window: ``(size + 2p - k) // s + 1``."""
+    return (size + 2 * p - k) // s + 1
+
+
+def _geometry(op: str, H: int, W: int, kernel_size, stride, padding, *, pool: bool):
+    KH, KW = pair(kernel_size, "kernel_size")
+    SH, SW = pair(stride, "stride")
+    PH, PW = pair(padding, "padding")
+    if KH < 1 or KW < 1:
+        raise ValueError(f"{op}: kernel_size must be >= 1, got {(KH, KW)}")
+    if SH < 1 or SW < 1:
+        raise ValueError(f"{op}: stride must be >= 1, got {(SH, SW)}")
+    if PH < 0 or PW < 0:
+        raise ValueError(f"{op}: padding must be >= 0, got {(PH, PW)}")
+    if pool and (2 * PH > KH or 2 * PW > KW):
+        raise ValueError(
+            f"{op}: padding {(PH, PW)} must be at most half the window {(KH, KW)}, "
+            "or some windows would see only padding"
+        )
+    if KH > H + 2 * PH or KW > W + 2 * PW:
+        raise ValueError(
+            f"{op}: kernel {(KH, KW)} is larger than the padded input {(H + 2 * PH, W + 2 * PW)} "
+            f"(input {(H, W)}, padding {(PH, PW)}); use a smaller kernel or more padding"
+        )
+    OH, OW = conv_output_size(H, KH, SH, PH), conv_output_size(W, KW, SW, PW)
+    if OH <= 0 or OW <= 0:  # pragma: no cover - excluded by the check above, kept as a guard
+        raise ValueError(f"{op}: output size {(OH, OW)} is not positive")
+    return KH, KW, SH, SW, PH, PW, OH, OW
+
+
+def conv_geometry(H, W, kernel_size, stride=1, padding=0, op="conv2d"):
+    """``(KH, KW, SH, SW, PH, PW, OH, OW)`` for a convolution, validated."""
+    return _geometry(op, H, W, kernel_size, stride, padding, pool=False)
+
+
+def pool_geometry(H, W, kernel_size, stride=None, padding=0, op="pool2d"):
+    """``(KH, KW, SH, SW, PH, PW, OH, OW)`` for a pooling window (stride defaults to the window)."""
+    return _geometry(op, H, W, kernel_size, kernel_size if stride is None else stride, padding, pool=True)
+
+
+class Workspace:
+    """Reusable scratch buffers keyed by name, so the big temporaries of a layer
+    (padded input, columns) are allocated once and not per step."""
+
+    def __init__(self):
+        self._bufs: dict = {}
+
+    def get(self, key, shape, dtype, xp, *, zero: bool = False):
+        """A buffer of ``shape``/``dtype`` on ``xp``; fresh zeros when first made or reshaped.
+        ``zero=True`` clears it on every call."""
+        shape = tuple(int(s) for s in shape)
+        buf = self._bufs.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype or get_array_module(buf) is not xp:
+            buf = xp.zeros(shape, dtype=dtype)
+            self._bufs[key] = buf
+        elif zero:
+            buf.fill(0)
+        return buf
+
+    def clear(self):
+        self._bufs.clear()
+
+
+def _get(ws, key, shape, dtype, xp, zero=False):
+    if ws is None:
+        return xp.zeros(shape, dtype=dtype)
+    return ws.get(key, shape, dtype, xp, zero=zero)
+
+
+def _cuda():
+    from . import cuda_ops  # noqa: PLC0415  (only reached with CuPy arrays)
+
+    return cuda_ops
+
+
+def _window_view(xpad_cnhw, KH, KW, SH, SW, OH, OW):
+    """Strided view ``(C, KH, KW, N, OH, OW)`` of a padded CNHW buffer (no copy)."""
+    C, N, Hp, Wp = xpad_cnhw.shape
+    sC, sN, sH, sW = xpad_cnhw.strides
+    return np.lib.stride_tricks.as_strided(
+        xpad_cnhw, shape=(C, KH, KW, N, OH, OW),
+        strides=(sC, sH, sW, sN, sH * SH, sW * SW), writeable=False,
+    )
+
+
+def im2col(x, kernel_size, stride=1, padding=0, ws=None):
+    """Unfold ``x (N, C, H, W)`` into columns ``(C*KH*KW, N*OH*OW)``.
+
+    Row ``(c*KH + kh)*KW + kw``, column ``(n*OH + oh)*OW + ow`` holds
+    ``x_padded[n, c, oh*SH + kh, ow*SW + kw]`` (zero outside the input).
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    KH, KW, SH, SW, PH, PW, OH, OW = conv_geometry(H, W, kernel_size, stride, padding, "im2col")
+    if xp is not np:
+        return _cuda().im2col(x, KH, KW, SH, SW, PH, PW, OH, OW)
+    # Pad into a reused CNHW buffer: the border is written once (zeros) and never touched again.
+    xpad = _get(ws, "im2col_pad", (C, N, H + 2 * PH, W + 2 * PW), x.dtype, np)
+    xpad[:, :, PH:PH + H, PW:PW + W] = x.transpose(1, 0, 2, 3)
+    col = _get(ws, "im2col_col", (C * KH * KW, N * OH * OW), x.dtype, np)
+    np.copyto(col.reshape(C, KH, KW, N, OH, OW), _window_view(xpad, KH, KW, SH, SW, OH, OW))
+    return col
+
+
+def col2im(col, x_shape, kernel_size, stride=1, padding=0, ws=None):
+    """Fold columns ``(C*KH*KW, N*OH*OW)`` back to ``(N, C, H, W)``, summing overlaps.
+
+    The adjoint of :func:`im2col`. On the CPU it is KH*KW strided slice additions
+    (one per kernel offset); on the GPU a gather kernel (one thread per input element).
+    """
+    xp = get_array_module(col)
+    N, C, H, W = x_shape
+    KH, KW, SH, SW, PH, PW, OH, OW = conv_geometry(H, W, kernel_size, stride, padding, "col2im")
+    if col.shape != (C * KH * KW, N * OH * OW):
+        raise ValueError(f"col2im: expected columns {(C * KH * KW, N * OH * OW)}, got {tuple(col.shape)}")
+    if xp is not np:
+        return _cuda().col2im(col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    dpad = _get(ws, "col2im_pad", (C, N, H + 2 * PH, W + 2 * PW), col.dtype, np, zero=True)
+    c6 = col.reshape(C, KH, KW, N, OH, OW)
+    for kh in range(KH):
+        hs = slice(kh, kh + SH * (OH - 1) + 1, SH)
+        for kw in range(KW):
+            dpad[:, :, hs, kw:kw + SW * (OW - 1) + 1:SW] += c6[:, kh, kw]
+    return dpad[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
+
+
+def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
+    """``y (N, O, OH, OW) = conv(x (N, C, H, W), weight (O, C, KH, KW)) + bias (O,)``.
+
+    Returns ``(y, col)``; ``col`` is what :func:`conv2d_backward` needs. ``y`` is an NCHW
+    view of a CNHW buffer (no transpose copied); ``bias`` may be ``None``.
+    """
+    xp = get_array_module(x, weight, bias)
+    N = x.shape[0]
+    O = weight.shape[0]
+    KH, KW = weight.shape[2:]
+    _, _, SH, SW, PH, PW, OH, OW = conv_geometry(x.shape[2], x.shape[3], (KH, KW), stride, padding)
+    col = im2col(x, (KH, KW), (SH, SW), (PH, PW), ws=ws)
+    y2 = weight.reshape(O, -1) @ col  # (O, N*OH*OW): one GEMM for the whole batch
+    if bias is not None:
+        y2 += bias.reshape(O, 1)
+    y = y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)
+    if xp is not np:
+        y = xp.ascontiguousarray(y)
+    return y, col
+
+
+def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True, need_bias=True, ws=None):
+    """Gradients of :func:`conv2d_forward`: returns ``(dx or None, dweight, dbias or None)``."""
+    xp = get_array_module(dy, col, weight)
+    O, C, KH, KW = weight.shape
+    dy2 = dy.transpose(1, 0, 2, 3).reshape(O, -1)  # free when dy came from our CNHW layout
+    dw = (dy2 @ col.T).reshape(weight.shape)
+    db = dy2.sum(axis=1) if need_bias else None
+    dx = None
+    if need_dx:
+        dcol = weight.reshape(O, -1).T @ dy2
+        dx = col2im(dcol, x_shape, (KH, KW), stride, padding, ws=ws)
+    return dx, dw, db
+
+
+def _pad_input(x, PH, PW, fill, ws, key):
+    """Copy ``x`` into a padded buffer filled with ``fill`` (returns ``x`` itself when no padding)."""
+    if PH == 0 and PW == 0:
+        return x
+    N, C, H, W = x.shape
+    xpad = _get(ws, key, (N, C, H + 2 * PH, W + 2 * PW), x.dtype, np)
+    if fill != 0:
+        xpad.fill(fill)
+    xpad[:, :, PH:PH + H, PW:PW + W] = x
+    return xpad
+
+
+def _offsets(KH, KW, SH, SW, OH, OW):
+    """For each window offset, the (rows, cols) slices of the padded input it reads."""
+    for kh in range(KH):
+        for kw in range(KW):
+            yield kh * KW + kw, (slice(kh, kh + SH * (OH - 1) + 1, SH), slice(kw, kw + SW * (OW - 1) + 1, SW))
+
+
+def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
+    """Average pooling ``(N, C, H, W) -> (N, C, OH, OW)``; padding counts as zeros in the mean
+    (divisor is always KH*KW, like PyTorch's default ``count_include_pad=True``)."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "avg_pool2d")
+    if xp is not np:
+        return _cuda().avg_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
+    xpad = _pad_input(x, PH, PW, 0, ws, "pool_pad")
+    y = None
+    for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
+        win = xpad[:, :, hs, wsl]
+        if y is None:
+            y = win.copy()
+        else:
+            y += win
+    y *= x.dtype.type(1.0 / (KH * KW))
+    return y
+
+
+def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, ws=None):
+    """Gradient of :func:`avg_pool2d_forward` w.r.t. its input, shape ``x_shape``."""
+    xp = get_array_module(dy)
+    N, C, H, W = x_shape
+    KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "avg_pool2d")
+    if xp is not np:
+        return _cuda().avg_pool_backward(dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    g = dy * dy.dtype.type(1.0 / (KH * KW))
+    if SH == KH and SW == KW and PH == 0 and PW == 0 and OH * KH == H and OW * KW == W:
+        # Non-overlapping windows tiling the input: every input pixel gets exactly one value.
+        dx = np.empty(x_shape, dtype=dy.dtype)
+        for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
+            dx[:, :, hs, wsl] = g
+        return dx
+    dpad = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dy.dtype)
+    for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
+        dpad[:, :, hs, wsl] += g
+    return dpad[:, :, PH:PH + H, PW:PW + W]
+
+
+def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
+    """Max pooling ``(N, C, H, W) -> (N, C, OH, OW)``; returns ``(y, argmax)``.
+
+    ``argmax`` (int32, same shape as ``y``) is the winning offset ``kh*KW + kw`` inside
+    each window. Ties go to the *first* maximum in row-major window order; padding is -inf
+    and never wins (padding is at most half the window, so every window sees input).
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "max_pool2d")
+    if xp is not np:
+        return _cuda().max_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
+    xpad = _pad_input(x, PH, PW, -np.inf, ws, "pool_pad")
+    y = None
+    arg = np.zeros((N, C, OH, OW), dtype=np.int32)
+    for k, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
+        win = xpad[:, :, hs, wsl]
+        if y is None:
+            y = win.copy()
+            continue
+        better = win > y  # strict: an equal later value never replaces the first maximum
+        np.copyto(y, win, where=better)
+        arg[better] = k
+    return y, arg
+
+
+def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, padding=0, ws=None):
+    """Gradient of :func:`max_pool2d_forward`: each output's gradient goes to its recorded argmax."""
+    xp = get_array_module(dy, argmax)
+    N, C, H, W = x_shape
+    KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "max_pool2d")
+    if xp is not np:
+        return _cuda().max_pool_backward(dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    dpad = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dy.dtype)
+    zero = dy.dtype.type(0)
+    for k, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
+        dpad[:, :, hs, wsl] += np.where(argmax == k, dy, zero)
+    return dpad[:, :, PH:PH + H, PW:PW + W]
+
+
+def log_softmax(z):
+    """Row-wise ``log softmax`` of ``z (N, K)``, stable for any magnitude (log-sum-exp)."""
+    xp = get_array_module(z)
+    m = z.max(axis=1, keepdims=True)
+    s = z - m
+    return s - xp.log(xp.exp(s).sum(axis=1, keepdims=True))
+
+
+def softmax(z):
+    """Row-wise softmax of ``z (N, K)``."""
+    xp = get_array_module(z)
+    e = xp.exp(z - z.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def _one_hot_or_check(target, N, K, xp, dtype):
+    """``(N, K)`` float targets from integer labels ``(N,)`` or one-hot/probability rows ``(N, K)``."""
+    if target.ndim == 1:
+        if target.shape[0] != N:
+            raise ValueError(f"softmax_cross_entropy: expected {N} labels, got {target.shape[0]}")
+        if target.dtype.kind not in "iu":
+            raise TypeError(f"softmax_cross_entropy: integer labels expected, got dtype {target.dtype}")
+        t = xp.zeros((N, K), dtype=dtype)
+        t[xp.arange(N), target] = 1
+        return t
+    if target.shape != (N, K):
+        raise ValueError(f"softmax_cross_entropy: expected labels (N,) or one-hot {(N, K)}, got {tuple(target.shape)}")
+    return target.astype(dtype, copy=False)
+
+
+def softmax_cross_entropy(logits, target):
+    """Mean cross-entropy of ``softmax(logits (N, K))`` against integer labels ``(N,)`` or one-hot ``(N, K)``.
+
+    Returns ``(loss, dlogits)``: a 0-d array (kept on the device) and the gradient
+    ``(softmax - onehot) / N``.
+    """
+    xp = get_array_module(logits, target)
+    if logits.ndim != 2:
+        raise ValueError(f"softmax_cross_entropy: expected logits (N, K), got {tuple(logits.shape)}")
+    N, K = logits.shape
+    if target.ndim == 1 and target.dtype.kind in "iu" and target.shape[0] == N:
+        lsm = log_softmax(logits)
+        loss = -lsm[xp.arange(N), target].mean()
+        grad = xp.exp(lsm)
+        grad[xp.arange(N), target] -= 1
+    else:
+        t = _one_hot_or_check(target, N, K, xp, logits.dtype)
+        lsm = log_softmax(logits)
+        loss = -(t * lsm).sum() / N
+        grad = xp.exp(lsm) - t
+    grad *= logits.dtype.type(1.0 / N)
+    return loss, grad
+
+
+def euclidean_loss(pred, target):
+    """Caffe's Euclidean loss ``sum((pred - target)**2) / (2N)`` over a batch of N rows.
+
+    Returns ``(loss, dpred)`` with ``dpred = (pred - target) / N``.
+    """
+    get_array_module(pred, target)
+    if pred.shape != target.shape:
+        raise ValueError(f"euclidean_loss: prediction {tuple(pred.shape)} and target {tuple(target.shape)} differ")
+    N = pred.shape[0]
+    diff = pred - target.astype(pred.dtype, copy=False)
+    loss = (diff * diff).sum() / (2 * N)
+    return loss, diff * pred.dtype.type(1.0 / N)
