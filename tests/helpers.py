@@ -1,0 +1,33 @@
+"""Shared test helpers: the backend list every test body is parameterised over, and tolerances."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xcnn.backend import get_device, gpu_unavailable_reason, to_host
+
+_GPU_REASON = gpu_unavailable_reason(0)
+
+#: every test body runs once per backend; CUDA skips (with the reason) where no GPU is usable
+BACKENDS = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+        _GPU_REASON is not None, reason=f"no usable GPU: {_GPU_REASON}")]),
+]
+
+DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
+
+#: (rtol, atol) per dtype for comparing against float64 references
+TOL = {np.dtype(np.float32): (2e-5, 2e-5), np.dtype(np.float64): (1e-10, 1e-12)}
+
+
+def dev(name):
+    return get_device(name)
+
+
+def assert_close(actual, expected, dtype=None, rtol=None, atol=None):
+    a = to_host(actual)
+    e = to_host(expected)
+    dt = np.dtype(dtype if dtype is not None else a.dtype)
+    r, t = TOL[dt]
+    np.testing.assert_allclose(a, e, rtol=r if rtol is None else rtol, atol=t if atol is None else atol)

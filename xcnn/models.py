@@ -1,0 +1,79 @@
+"""Model presets. Weights are drawn on the host from ``seed`` (so CPU and GPU start identical).
+
+================  ============================================================  ==========  ===========================
+preset            structure                                                      parameters  initialisation
+================  ============================================================  ==========  ===========================
+``seed-cnn``      conv5x5 1->4 p2, ReLU, avgpool2, conv3x3 4->8 p1, ReLU,         4,330       the report's: conv N(0,1),
+                  avgpool2, flatten 392, linear 392->10                                      linear N(0, 0.1^2), bias 0
+``mlp2``          784-400-200-10, ReLU                                            396,210     the report's framework:
+                                                                                             linear N(0, 0.1^2), bias 0
+``mlp1``          784-400-10, ReLU                                                318,010     as mlp2
+``lenet5``        conv5x5 1->6 p2, ReLU, maxpool2, conv5x5 6->16, ReLU,           61,706      He (N(0, 2/fan_in)), bias 0
+                  maxpool2, 400-120-84-10 with ReLU
+================  ============================================================  ==========  ===========================
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .layers import AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU
+from .network import Network
+
+__all__ = ["PRESETS", "build_model", "PARAMETER_COUNTS"]
+
+PARAMETER_COUNTS = {"seed-cnn": 4330, "mlp2": 396210, "mlp1": 318010, "lenet5": 61706}
+
+
+def _seed_cnn(rng, dtype):
+    return [
+        Conv2D(1, 4, 5, padding=2, weight_std=1.0, rng=rng, dtype=dtype),
+        ReLU(),
+        AvgPool2D(2),
+        Conv2D(4, 8, 3, padding=1, weight_std=1.0, rng=rng, dtype=dtype),
+        ReLU(),
+        AvgPool2D(2),
+        Flatten(),
+        Linear(392, 10, weight_std=0.1, rng=rng, dtype=dtype),
+    ]
+
+
+def _mlp(sizes, rng, dtype):
+    layers = [Flatten()]
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(Linear(a, b, weight_std=0.1, rng=rng, dtype=dtype))
+        if i < len(sizes) - 2:
+            layers.append(ReLU())
+    return layers
+
+
+def _lenet5(rng, dtype):
+    return [
+        Conv2D(1, 6, 5, padding=2, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Conv2D(6, 16, 5, rng=rng, dtype=dtype), ReLU(), MaxPool2D(2),
+        Flatten(),
+        Linear(400, 120, rng=rng, dtype=dtype), ReLU(),
+        Linear(120, 84, rng=rng, dtype=dtype), ReLU(),
+        Linear(84, 10, rng=rng, dtype=dtype),
+    ]
+
+
+PRESETS = {
+    "seed-cnn": ("the report's CNN", _seed_cnn),
+    "mlp2": ("784-400-200-10 MLP", lambda rng, dt: _mlp([784, 400, 200, 10], rng, dt)),
+    "mlp1": ("784-400-10 MLP", lambda rng, dt: _mlp([784, 400, 10], rng, dt)),
+    "lenet5": ("LeNet-5-style CNN with max pooling", _lenet5),
+}
+
+
+def build_model(name: str, *, dtype=np.float32, seed: int = 0, device="cpu") -> Network:
+    """Build preset ``name`` (see the module table) with weights drawn from ``seed``, on ``device``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(PRESETS)}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float32, np.float64):
+        raise ValueError(f"build_model: dtype must be float32 or float64, got {dtype}")
+    rng = np.random.default_rng(seed)
+    net = Network(PRESETS[name][1](rng, dtype), name=name)
+    if str(device) != "cpu":
+        net.to(device)
+    return net

@@ -1,0 +1,157 @@
+"""Optimizers: in-place updates of :class:`~xcnn.layers.Parameter` lists, with savable state.
+
+SGD follows the report's framework exactly (biases decayed too)::
+
+    v = momentum * v + (grad + weight_decay * param)
+    param -= lr * v
+
+Note this is *not* PyTorch's placement of the learning rate, which only matters when
+``lr`` changes during training; with a constant ``lr`` the trajectories are identical.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .backend import get_array_module, get_device, to_host
+
+__all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
+
+
+class Optimizer:
+    """Base: ``step()`` updates parameters from their gradients, ``zero_grad()`` clears gradients,
+    ``state_dict()``/``load_state_dict()`` round-trip every buffer exactly (as host arrays)."""
+
+    kind = "optimizer"
+    hyper: tuple[str, ...] = ()
+
+    def __init__(self, params):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{type(self).__name__}: parameter names must be unique, got {names}")
+        self.steps = 0
+        self.state: dict[str, dict] = {}  # buffer name -> {param name: array}
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad.fill(0)
+
+    def step(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _buffer(self, kind: str, p):
+        bufs = self.state.setdefault(kind, {})
+        b = bufs.get(p.name)
+        if b is None or b.shape != p.data.shape or get_array_module(b) is not get_array_module(p.data):
+            b = get_array_module(p.data).zeros_like(p.data)
+            bufs[p.name] = b
+        return b
+
+    def to(self, device):
+        dev = get_device(device)
+        for bufs in self.state.values():
+            for k in bufs:
+                bufs[k] = dev.asarray(bufs[k])
+        return self
+
+    def state_dict(self) -> dict:
+        """Flat ``{key: numpy array}``: hyper-parameters, step count and every buffer."""
+        out = {"kind": np.array(self.kind), "steps": np.array(self.steps, dtype=np.int64)}
+        for h in self.hyper:
+            out[f"hyper/{h}"] = np.array(getattr(self, h), dtype=np.float64)
+        for kind, bufs in self.state.items():
+            for name, arr in bufs.items():
+                out[f"{kind}/{name}"] = to_host(arr)
+        return out
+
+    def load_state_dict(self, state: dict):
+        kind = str(state.get("kind", ""))
+        if kind != self.kind:
+            raise ValueError(f"checkpoint holds a {kind or 'missing'!r} optimizer state, not {self.kind!r}")
+        self.steps = int(state["steps"])
+        for h in self.hyper:
+            if f"hyper/{h}" in state:
+                setattr(self, h, float(state[f"hyper/{h}"]))
+        by_name = {p.name: p for p in self.params}
+        self.state = {}
+        for key, arr in state.items():
+            if key in ("kind", "steps") or key.startswith("hyper/"):
+                continue
+            buf_kind, name = key.split("/", 1)
+            p = by_name.get(name)
+            if p is None:
+                raise ValueError(f"optimizer state names parameter {name!r}, which this network lacks")
+            if tuple(arr.shape) != tuple(p.data.shape):
+                raise ValueError(f"optimizer state {key!r} has shape {arr.shape}, parameter has {p.data.shape}")
+            xp = get_array_module(p.data)
+            self.state.setdefault(buf_kind, {})[name] = xp.asarray(arr, dtype=p.data.dtype)
+        return self
+
+
+class SGD(Optimizer):
+    """SGD with momentum and L2 weight decay in the report's form (see module docstring)."""
+
+    kind = "sgd"
+    hyper = ("lr", "momentum", "weight_decay")
+
+    def __init__(self, params, lr: float = 0.1, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params)
+        if lr <= 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"SGD: need lr > 0, momentum >= 0, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
+        self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
+
+    def step(self):
+        for p in self.params:
+            d = p.data
+            t = d.dtype.type
+            v = self._buffer("velocity", p)
+            # v = m*v + g + wd*p, done in place without temporaries of the parameter's size
+            v *= t(self.momentum)
+            v += p.grad
+            if self.weight_decay:
+                v += t(self.weight_decay) * d
+            d -= t(self.lr) * v
+        self.steps += 1
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with bias correction; ``weight_decay`` adds ``wd * param`` to the gradient."""
+
+    kind = "adam"
+    hyper = ("lr", "beta1", "beta2", "eps", "weight_decay")
+
+    def __init__(self, params, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params)
+        if lr <= 0 or not (0 <= beta1 < 1) or not (0 <= beta2 < 1) or eps <= 0 or weight_decay < 0:
+            raise ValueError("Adam: need lr > 0, 0 <= beta1, beta2 < 1, eps > 0, weight_decay >= 0")
+        self.lr, self.beta1, self.beta2, self.eps, self.weight_decay = map(float, (lr, beta1, beta2, eps, weight_decay))
+
+    def step(self):
+        self.steps += 1
+        b1, b2 = self.beta1, self.beta2
+        c1 = 1 - b1 ** self.steps
+        c2 = 1 - b2 ** self.steps
+        for p in self.params:
+            xp = get_array_module(p.data)
+            t = p.data.dtype.type
+            g = p.grad + t(self.weight_decay) * p.data if self.weight_decay else p.grad
+            m = self._buffer("m", p)
+            v = self._buffer("v", p)
+            m *= t(b1)
+            m += t(1 - b1) * g
+            v *= t(b2)
+            v += t(1 - b2) * (g * g)
+            p.data -= t(self.lr / c1) * m / (xp.sqrt(v * t(1 / c2)) + t(self.eps))
+
+
+def get_optimizer(name: str, params, **kw) -> Optimizer:
+    """``'sgd'`` or ``'adam'``; unknown keyword arguments are refused by the class."""
+    key = name.lower()
+    if key == "sgd":
+        return SGD(params, **kw)
+    if key == "adam":
+        return Adam(params, **kw)
+    raise ValueError(f"unknown optimizer {name!r}: use 'sgd' or 'adam'")
