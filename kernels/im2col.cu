@@ -1,0 +1,100 @@
+// im2col / col2im: unfold NCHW images into the column matrix of a convolution, and fold back.
+//
+// Column layout (matches xcnn/functional.py): col has shape (C*KH*KW, N*OH*OW);
+// row (c*KH + kh)*KW + kw, column (n*OH + oh)*OW + ow holds
+// x[n, c, oh*SH + kh - PH, ow*SW + kw - PW] (zero outside the image).
+//
+// Plain CUDA C for NVRTC and nvcc alike: no #include, no shared memory, no __syncthreads,
+// so the same file also compiles as C++ for the host emulation in tests/.
+// Element counts and flat indices are 64-bit; loops are grid-stride, so any grid size is correct.
+// Scalar arguments: `total` is long long (int64 on the host), every size/geometry value is int (int32).
+
+template <typename T>
+__device__ void im2col_impl(const T* __restrict__ x, T* __restrict__ col, long long total,
+                            int N, int C, int H, int W, int KH, int KW, int SH, int SW,
+                            int PH, int PW, int OH, int OW)
+{
+    // One thread per column entry, in memory order of col (coalesced writes).
+    const long long ncols = (long long)N * OH * OW;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+        const long long row = i / ncols;
+        const long long j = i - row * ncols;
+        const int kw = (int)(row % KW);
+        const int kh = (int)((row / KW) % KH);
+        const long long c = row / ((long long)KW * KH);
+        const int ow = (int)(j % OW);
+        const int oh = (int)((j / OW) % OH);
+        const long long n = j / ((long long)OW * OH);
+        const int h = oh * SH + kh - PH;
+        const int w = ow * SW + kw - PW;
+        T v = (T)0;
+        if (h >= 0 && h < H && w >= 0 && w < W) {
+            v = x[((n * C + c) * H + h) * W + w];
+        }
+        col[i] = v;
+    }
+}
+
+template <typename T>
+__device__ void col2im_impl(const T* __restrict__ col, T* __restrict__ dx, long long total,
+                            int N, int C, int H, int W, int KH, int KW, int SH, int SW,
+                            int PH, int PW, int OH, int OW)
+{
+    // A gather: one thread per image element sums every column entry that reads it.
+    // Deterministic and free of atomics. Windows are visited with kh, then kw, ascending
+    // (oh, ow descending), the order the NumPy path adds them in, so results match bit for bit.
+    const long long ncols = (long long)N * OH * OW;
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+        const int w = (int)(i % W);
+        const int h = (int)((i / W) % H);
+        const long long c = (i / ((long long)W * H)) % C;
+        const long long n = i / ((long long)W * H * C);
+        const int hp = h + PH;  // position in the padded image
+        const int wp = w + PW;
+        // Output rows oh whose window [oh*SH, oh*SH + KH) contains hp.
+        const int oh_lo = hp < KH ? 0 : (hp - KH) / SH + 1;
+        const int oh_hi = hp / SH < OH - 1 ? hp / SH : OH - 1;
+        const int ow_lo = wp < KW ? 0 : (wp - KW) / SW + 1;
+        const int ow_hi = wp / SW < OW - 1 ? wp / SW : OW - 1;
+        T acc = (T)0;
+        for (int oh = oh_hi; oh >= oh_lo; --oh) {
+            const int kh = hp - oh * SH;
+            for (int ow = ow_hi; ow >= ow_lo; --ow) {
+                const int kw = wp - ow * SW;
+                const long long row = (c * KH + kh) * KW + kw;
+                acc += col[row * ncols + (n * OH + oh) * OW + ow];
+            }
+        }
+        dx[i] = acc;
+    }
+}
+
+extern "C" __global__ void im2col_f32(const float* __restrict__ x, float* __restrict__ col, long long total,
+                                      int N, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                      int PH, int PW, int OH, int OW)
+{
+    im2col_impl<float>(x, col, total, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+}
+
+extern "C" __global__ void im2col_f64(const double* __restrict__ x, double* __restrict__ col, long long total,
+                                      int N, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                      int PH, int PW, int OH, int OW)
+{
+    im2col_impl<double>(x, col, total, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+}
+
+extern "C" __global__ void col2im_f32(const float* __restrict__ col, float* __restrict__ dx, long long total,
+                                      int N, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                      int PH, int PW, int OH, int OW)
+{
+    col2im_impl<float>(col, dx, total, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+}
+
+extern "C" __global__ void col2im_f64(const double* __restrict__ col, double* __restrict__ dx, long long total,
+                                      int N, int C, int H, int W, int KH, int KW, int SH, int SW,
+                                      int PH, int PW, int OH, int OW)
+{
+    col2im_impl<double>(col, dx, total, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+}

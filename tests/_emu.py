@@ -1,0 +1,176 @@
+"""Run kernels/*.cu on the CPU: compile them as C++ with tests/_emu_cuda.h and launch them
+through ctypes, block by block and thread by thread, like the GPU would (sequentially).
+
+A launch takes the very argument tuple that :mod:`xcnn.cuda_ops` hands to ``RawKernel`` and
+checks it against the kernel's C signature first (:func:`xcnn.kernels.check_signature`), so a
+Python int where the kernel says ``int`` is refused here just as it would misbehave on a GPU.
+"""
+from __future__ import annotations
+
+import atexit
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from xcnn import kernels as K
+from xcnn.cuda_ops import launch_config
+
+HEADER = Path(__file__).resolve().parent / "_emu_cuda.h"
+CXX = os.environ.get("CXX", "g++")
+FLAGS = ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC"]
+SANITIZE = ["-std=c++17", "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC"]
+
+_CTYPES = {"int": ctypes.c_int32, "unsigned int": ctypes.c_uint32, "long long": ctypes.c_int64,
+           "unsigned long long": ctypes.c_uint64, "float": ctypes.c_float, "double": ctypes.c_double}
+_CDECL = {"int": "int", "unsigned int": "unsigned int", "long long": "long long",
+          "unsigned long long": "unsigned long long", "float": "float", "double": "double"}
+
+_BUILD_DIR: str | None = None
+_MODULES: dict = {}
+
+
+def have_compiler() -> bool:
+    return shutil.which(CXX) is not None
+
+
+def _build_dir() -> str:
+    global _BUILD_DIR
+    if _BUILD_DIR is None:
+        _BUILD_DIR = tempfile.mkdtemp(prefix="xcnn_emu_")
+        atexit.register(shutil.rmtree, _BUILD_DIR, True)
+    return _BUILD_DIR
+
+
+def launcher_source(source_path: str, sigs: dict) -> str:
+    """C++ that includes the kernel file and exports ``emu_launch_<name>(grid, block, void** args)``
+    for each kernel (arguments passed by address, as with ``cuLaunchKernel``)."""
+    out = [f'#include "{HEADER}"', f'#include "{source_path}"', ""]
+    for name, sig in sigs.items():
+        call = ", ".join(f"*({_CDECL.get(t, t)}*)a[{i}]" for i, (t, _) in enumerate(sig))
+        out.append(
+            f'extern "C" void emu_launch_{name}(unsigned int grid, unsigned int block, void** a) {{\n'
+            f"    gridDim.x = grid; gridDim.y = gridDim.z = 1; blockDim.x = block; blockDim.y = blockDim.z = 1;\n"
+            f"    for (unsigned int b = 0; b < grid; ++b) {{\n"
+            f"        for (unsigned int t = 0; t < block; ++t) {{\n"
+            f"            blockIdx.x = b; blockIdx.y = blockIdx.z = 0; threadIdx.x = t; threadIdx.y = threadIdx.z = 0;\n"
+            f"            {name}({call});\n"
+            f"        }}\n    }}\n}}\n"
+        )
+    return "\n".join(out)
+
+
+class EmuModule:
+    """One ``.cu`` file compiled for the host; :meth:`launch` mirrors ``kernel((grid,), (block,), args)``."""
+
+    def __init__(self, source_path: str, sigs: dict, so_path: str, file: str):
+        self.file, self.sigs, self.so_path = file, sigs, so_path
+        self.lib = ctypes.CDLL(so_path)
+        self.launches: list = []
+        for name in sigs:
+            fn = getattr(self.lib, f"emu_launch_{name}")
+            fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.POINTER(ctypes.c_void_p)]
+            fn.restype = None
+
+    def launch(self, name: str, grid: int, block: int, args: tuple) -> None:
+        K.check_signature(name, self.sigs[name], args)
+        if not (grid >= 1 and block >= 1):
+            raise ValueError(f"{name}: invalid launch configuration grid={grid}, block={block}")
+        vals = []
+        for a, (ctype, _) in zip(args, self.sigs[name]):
+            vals.append(ctypes.c_void_p(a.ctypes.data) if ctype.endswith("*") else _CTYPES[ctype](a.item()))
+        argv = (ctypes.c_void_p * len(vals))(*[ctypes.addressof(v) for v in vals])
+        self.launches.append((name, grid, block, args))
+        getattr(self.lib, f"emu_launch_{name}")(grid, block, argv)
+
+
+def build(file: str | None = None, *, source: str | None = None, sanitize: bool = False) -> EmuModule:
+    """Compile ``kernels/<file>`` (or a literal ``source``) for the host, once per process."""
+    if source is None:
+        path = str(K.kernel_path(file))
+        text = K.kernel_source(file)
+    else:
+        text = source
+        digest = hashlib.sha1(text.encode()).hexdigest()[:12]
+        path = os.path.join(_build_dir(), f"src_{digest}.cu")
+        Path(path).write_text(text)
+        file = file or f"src_{digest}.cu"
+    flags = SANITIZE if sanitize else FLAGS
+    key = (path, hashlib.sha1(text.encode()).hexdigest(), tuple(flags))
+    mod = _MODULES.get(key)
+    if mod is None:
+        sigs = K.parse_signatures(text, file)
+        tag = hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+        cpp = os.path.join(_build_dir(), f"launch_{tag}.cpp")
+        so = os.path.join(_build_dir(), f"emu_{tag}.so")
+        Path(cpp).write_text(launcher_source(path, sigs))
+        proc = subprocess.run([CXX, *flags, "-o", so, cpp], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"emulation build of {file} failed:\n{proc.stderr}")
+        mod = EmuModule(path, sigs, so, file)
+        _MODULES[key] = mod
+    return mod
+
+
+class Launcher:
+    """The ``launch(file, name, total, args)`` callable that :mod:`xcnn.cuda_ops` expects,
+    running on emulated modules. ``grid``/``block`` force a launch shape (e.g. 1 block of 32
+    threads, to exercise the grid-stride loops); by default it is ``launch_config(total)``."""
+
+    def __init__(self, grid: int | None = None, block: int | None = None, sanitize: bool = False):
+        self.grid, self.block, self.sanitize = grid, block, sanitize
+        self.calls: list = []
+
+    def __call__(self, file: str, name: str, total: int, args: tuple) -> None:
+        grid, block = launch_config(total)
+        if self.block is not None:
+            block = self.block
+            grid = launch_config(total, block)[0]
+        if self.grid is not None:
+            grid = self.grid
+        self.calls.append((file, name, total, args))
+        build(file, sanitize=self.sanitize).launch(name, grid, block, args)
+
+
+def naive_col2im(col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    """Independent reference: loop over every column entry and add it where im2col read it."""
+    dx = np.zeros((N, C, H, W), dtype=np.float64)
+    for c in range(C):
+        for kh in range(KH):
+            for kw in range(KW):
+                row = (c * KH + kh) * KW + kw
+                for n in range(N):
+                    for oh in range(OH):
+                        h = oh * SH + kh - PH
+                        if not 0 <= h < H:
+                            continue
+                        for ow in range(OW):
+                            w = ow * SW + kw - PW
+                            if 0 <= w < W:
+                                dx[n, c, h, w] += col[row, (n * OH + oh) * OW + ow]
+    return dx
+
+
+def naive_max_pool(x, KH, KW, SH, SW, PH, PW, OH, OW):
+    """Independent reference for max pooling: first maximum wins, padding never does."""
+    N, C, H, W = x.shape
+    y = np.empty((N, C, OH, OW), dtype=x.dtype)
+    arg = np.empty((N, C, OH, OW), dtype=np.int32)
+    for n in range(N):
+        for c in range(C):
+            for oh in range(OH):
+                for ow in range(OW):
+                    best, barg = None, -1
+                    for kh in range(KH):
+                        for kw in range(KW):
+                            h, w = oh * SH + kh - PH, ow * SW + kw - PW
+                            if 0 <= h < H and 0 <= w < W and (best is None or x[n, c, h, w] > best):
+                                best, barg = x[n, c, h, w], kh * KW + kw
+                    y[n, c, oh, ow], arg[n, c, oh, ow] = best, barg
+    return y, arg

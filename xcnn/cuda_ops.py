@@ -1,0 +1,189 @@
+"""GPU implementations behind :mod:`xcnn.functional` (called only with CuPy arrays).
+
+Each public op is a thin wrapper over a private ``_op(xp, launch, ...)`` that allocates the
+output, builds the kernel's argument tuple and calls ``launch(file, name, total, args)``.
+On the GPU ``xp`` is CuPy and ``launch`` starts a ``RawKernel``; the CPU emulation tests pass
+NumPy and a launcher that runs the same ``.cu`` files compiled as C++, so they check these
+very argument lists. Scalars are explicit NumPy types matching the C signature (``int`` ->
+``np.int32``, ``long long`` -> ``np.int64``). No op synchronises with the host.
+
+Shapes: x (N, C, H, W); col (C*KH*KW, N*OH*OW); pooled y, argmax (N, C, OH, OW).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels as _kernels
+from .backend import cupy_or_none
+
+__all__ = [
+    "BLOCK", "MAX_GRID", "launch_config", "im2col", "col2im", "avg_pool_forward", "avg_pool_backward",
+    "max_pool_forward", "max_pool_backward",
+]
+
+BLOCK = 256
+#: Cap on blocks per launch; the grid-stride loops cover anything beyond it.
+MAX_GRID = 65535 * 4
+
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_I32_MAX = 2**31 - 1
+
+
+def launch_config(total: int, block: int = BLOCK, max_grid: int = MAX_GRID) -> tuple[int, int]:
+    """``(grid, block)`` for ``total`` elements: one thread per element up to ``max_grid`` blocks."""
+    return max(1, min(-(-int(total) // block), max_grid)), block
+
+
+def _gpu_launch(file: str, name: str, total: int, args: tuple) -> None:
+    _kernels.check_args(file, name, args)
+    grid, block = launch_config(total)
+    _kernels.get_kernel(file, name)((grid,), (block,), args)
+
+
+def _suffix(op: str, a) -> str:
+    try:
+        return _SUFFIX[np.dtype(a.dtype)]
+    except KeyError:
+        raise TypeError(f"{op}: CUDA kernels support float32 and float64 only, got {a.dtype}") from None
+
+
+def _ints(op: str, **vals) -> list:
+    """The geometry as ``np.int32`` scalars (the kernels take C ``int``), range-checked."""
+    out = []
+    for k, v in vals.items():
+        v = int(v)
+        if not 0 <= v <= _I32_MAX:
+            raise ValueError(f"{op}: {k}={v} does not fit the kernels' 32-bit int")
+        out.append(np.int32(v))
+    return out
+
+
+def _geom(op, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    return _ints(op, N=N, C=C, H=H, W=W, KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, OH=OH, OW=OW)
+
+
+def _run(launch, file, name, total, args):
+    if total > 0:  # an empty batch launches nothing (a zero-block grid is invalid)
+        launch(file, name, int(total), args)
+
+
+def _image(op, xp, x):
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected an NCHW array (N, C, H, W), got shape {tuple(x.shape)}")
+    return xp.ascontiguousarray(x)
+
+
+# ------------------------------------------------------------------ implementations (xp-generic)
+
+def _im2col(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
+    x = _image("im2col", xp, x)
+    sfx = _suffix("im2col", x)
+    N, C, H, W = x.shape
+    col = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
+    total = col.size
+    _run(launch, "im2col.cu", f"im2col_{sfx}", total,
+         (x, col, np.int64(total), *_geom("im2col", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+    return col
+
+
+def _col2im(xp, launch, col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    col = xp.ascontiguousarray(col)
+    sfx = _suffix("col2im", col)
+    if tuple(col.shape) != (C * KH * KW, N * OH * OW):
+        raise ValueError(f"col2im: expected columns {(C * KH * KW, N * OH * OW)}, got {tuple(col.shape)}")
+    dx = xp.empty((N, C, H, W), dtype=col.dtype)
+    total = dx.size
+    _run(launch, "im2col.cu", f"col2im_{sfx}", total,
+         (col, dx, np.int64(total), *_geom("col2im", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+    return dx
+
+
+def _avg_pool_forward(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
+    x = _image("avg_pool_forward", xp, x)
+    sfx = _suffix("avg_pool_forward", x)
+    N, C, H, W = x.shape
+    y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+    total = y.size
+    _run(launch, "pool.cu", f"avg_pool_fwd_{sfx}", total,
+         (x, y, np.int64(total), *_geom("avg_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+    return y
+
+
+def _avg_pool_backward(xp, launch, dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    dy = xp.ascontiguousarray(dy)
+    sfx = _suffix("avg_pool_backward", dy)
+    if tuple(dy.shape) != (N, C, OH, OW):
+        raise ValueError(f"avg_pool_backward: expected dy {(N, C, OH, OW)}, got {tuple(dy.shape)}")
+    dx = xp.empty((N, C, H, W), dtype=dy.dtype)
+    total = dx.size
+    _run(launch, "pool.cu", f"avg_pool_bwd_{sfx}", total,
+         (dy, dx, np.int64(total), *_geom("avg_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+    return dx
+
+
+def _max_pool_forward(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
+    x = _image("max_pool_forward", xp, x)
+    sfx = _suffix("max_pool_forward", x)
+    N, C, H, W = x.shape
+    y = xp.empty((N, C, OH, OW), dtype=x.dtype)
+    argmax = xp.empty((N, C, OH, OW), dtype=np.int32)
+    total = y.size
+    _run(launch, "pool.cu", f"max_pool_fwd_{sfx}", total,
+         (x, y, argmax, np.int64(total), *_geom("max_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+    return y, argmax
+
+
+def _max_pool_backward(xp, launch, dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    dy = xp.ascontiguousarray(dy)
+    sfx = _suffix("max_pool_backward", dy)
+    if np.dtype(argmax.dtype).kind not in "iu":
+        raise TypeError(f"max_pool_backward: argmax must be an integer array, got {argmax.dtype}")
+    argmax = xp.ascontiguousarray(argmax, dtype=np.int32)
+    if tuple(dy.shape) != (N, C, OH, OW) or tuple(argmax.shape) != (N, C, OH, OW):
+        raise ValueError(
+            f"max_pool_backward: expected dy and argmax {(N, C, OH, OW)}, got {tuple(dy.shape)} and {tuple(argmax.shape)}"
+        )
+    dx = xp.empty((N, C, H, W), dtype=dy.dtype)
+    total = dx.size
+    _run(launch, "pool.cu", f"max_pool_bwd_{sfx}", total,
+         (dy, argmax, dx, np.int64(total), *_geom("max_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+    return dx
+
+
+# ------------------------------------------------------------------ public GPU entry points
+
+def _cp():
+    cp = cupy_or_none()
+    if cp is None:  # pragma: no cover - functional.py only calls us with CuPy arrays
+        raise RuntimeError("xcnn.cuda_ops needs CuPy")
+    return cp
+
+
+def im2col(x, KH, KW, SH, SW, PH, PW, OH, OW):
+    """Columns ``(C*KH*KW, N*OH*OW)`` of ``x (N, C, H, W)`` (see :func:`xcnn.functional.im2col`)."""
+    return _im2col(_cp(), _gpu_launch, x, KH, KW, SH, SW, PH, PW, OH, OW)
+
+
+def col2im(col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    """Fold ``col (C*KH*KW, N*OH*OW)`` back to ``(N, C, H, W)``, summing overlaps (a gather)."""
+    return _col2im(_cp(), _gpu_launch, col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+
+
+def avg_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW):
+    """Average pooling ``(N, C, H, W) -> (N, C, OH, OW)``, divisor KH*KW."""
+    return _avg_pool_forward(_cp(), _gpu_launch, x, KH, KW, SH, SW, PH, PW, OH, OW)
+
+
+def avg_pool_backward(dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    """Gradient of average pooling: ``dy (N, C, OH, OW) -> dx (N, C, H, W)``."""
+    return _avg_pool_backward(_cp(), _gpu_launch, dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+
+
+def max_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW):
+    """Max pooling: ``(y, argmax)``, both ``(N, C, OH, OW)``; argmax int32 window offsets."""
+    return _max_pool_forward(_cp(), _gpu_launch, x, KH, KW, SH, SW, PH, PW, OH, OW)
+
+
+def max_pool_backward(dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
+    """Gradient of max pooling: each ``dy`` goes to its recorded argmax, ``-> (N, C, H, W)``."""
+    return _max_pool_backward(_cp(), _gpu_launch, dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
