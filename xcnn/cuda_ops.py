@@ -48,7 +48,8 @@ def _suffix(op: str, a) -> str:
 
 
 def _ints(op: str, **vals) -> list:
-    """The geometry as ``np.int32`` scalars (the kernels take C ``int``), range-checked."""
+    """The geometry as ``np.int32`` scalars (the kernels take C ``int``), range-checked
+    before anything is allocated."""
     out = []
     for k, v in vals.items():
         v = int(v)
@@ -79,10 +80,11 @@ def _im2col(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("im2col", xp, x)
     sfx = _suffix("im2col", x)
     N, C, H, W = x.shape
+    geom = _geom("im2col", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     col = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
     total = col.size
     _run(launch, "im2col.cu", f"im2col_{sfx}", total,
-         (x, col, np.int64(total), *_geom("im2col", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+         (x, col, np.int64(total), *geom))
     return col
 
 
@@ -91,10 +93,11 @@ def _col2im(xp, launch, col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     sfx = _suffix("col2im", col)
     if tuple(col.shape) != (C * KH * KW, N * OH * OW):
         raise ValueError(f"col2im: expected columns {(C * KH * KW, N * OH * OW)}, got {tuple(col.shape)}")
+    geom = _geom("col2im", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     dx = xp.empty((N, C, H, W), dtype=col.dtype)
     total = dx.size
     _run(launch, "im2col.cu", f"col2im_{sfx}", total,
-         (col, dx, np.int64(total), *_geom("col2im", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+         (col, dx, np.int64(total), *geom))
     return dx
 
 
@@ -102,10 +105,11 @@ def _avg_pool_forward(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("avg_pool_forward", xp, x)
     sfx = _suffix("avg_pool_forward", x)
     N, C, H, W = x.shape
+    geom = _geom("avg_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     y = xp.empty((N, C, OH, OW), dtype=x.dtype)
     total = y.size
     _run(launch, "pool.cu", f"avg_pool_fwd_{sfx}", total,
-         (x, y, np.int64(total), *_geom("avg_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+         (x, y, np.int64(total), *geom))
     return y
 
 
@@ -114,10 +118,11 @@ def _avg_pool_backward(xp, launch, dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, O
     sfx = _suffix("avg_pool_backward", dy)
     if tuple(dy.shape) != (N, C, OH, OW):
         raise ValueError(f"avg_pool_backward: expected dy {(N, C, OH, OW)}, got {tuple(dy.shape)}")
+    geom = _geom("avg_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     dx = xp.empty((N, C, H, W), dtype=dy.dtype)
     total = dx.size
     _run(launch, "pool.cu", f"avg_pool_bwd_{sfx}", total,
-         (dy, dx, np.int64(total), *_geom("avg_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+         (dy, dx, np.int64(total), *geom))
     return dx
 
 
@@ -125,11 +130,12 @@ def _max_pool_forward(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("max_pool_forward", xp, x)
     sfx = _suffix("max_pool_forward", x)
     N, C, H, W = x.shape
+    geom = _geom("max_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     y = xp.empty((N, C, OH, OW), dtype=x.dtype)
     argmax = xp.empty((N, C, OH, OW), dtype=np.int32)
     total = y.size
     _run(launch, "pool.cu", f"max_pool_fwd_{sfx}", total,
-         (x, y, argmax, np.int64(total), *_geom("max_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+         (x, y, argmax, np.int64(total), *geom))
     return y, argmax
 
 
@@ -143,10 +149,11 @@ def _max_pool_backward(xp, launch, dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, P
         raise ValueError(
             f"max_pool_backward: expected dy and argmax {(N, C, OH, OW)}, got {tuple(dy.shape)} and {tuple(argmax.shape)}"
         )
+    geom = _geom("max_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     dx = xp.empty((N, C, H, W), dtype=dy.dtype)
     total = dx.size
     _run(launch, "pool.cu", f"max_pool_bwd_{sfx}", total,
-         (dy, argmax, dx, np.int64(total), *_geom("max_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)))
+         (dy, argmax, dx, np.int64(total), *geom))
     return dx
 
 

@@ -1,0 +1,288 @@
+"""kernels/*.cu run on the CPU (compiled as C++, see tests/_emu.py) against the NumPy path.
+
+The ops under test are the real ones of :mod:`xcnn.cuda_ops` (allocation, dtype choice,
+contiguity, argument tuples); only the launcher differs from the GPU. Sizes cover batch 1,
+non-square images, kernels 1..7, strides 1..3, padding 0..3, float32/float64, and launch
+shapes far too small for the data (the grid-stride loops must cover the rest).
+"""
+from __future__ import annotations
+
+import types
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from xcnn import cuda_ops as O
+from xcnn import functional as F
+from xcnn import kernels as K
+
+import _emu
+
+pytestmark = pytest.mark.skipif(not _emu.have_compiler(), reason=f"no C++ compiler ({_emu.CXX}) for the kernel emulation")
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Launch shapes: what the GPU path would use, one tiny block, and an odd small grid.
+LAUNCHES = [(None, None), (1, 32), (3, 7), (1, 1)]
+DTYPES = [np.float32, np.float64]
+
+
+@st.composite
+def geometries(draw, pool: bool):
+    """A valid (N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW) for a conv (im2col) or a pooling window."""
+    KH, KW = draw(st.integers(1, 7)), draw(st.integers(1, 7))
+    SH, SW = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    PH = draw(st.integers(0, min(3, KH // 2) if pool else 3))
+    PW = draw(st.integers(0, min(3, KW // 2) if pool else 3))
+    H = draw(st.integers(max(1, KH - 2 * PH), KH + 7))
+    W = draw(st.integers(max(1, KW - 2 * PW), KW + 7))
+    N, C = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    geo = (F.pool_geometry if pool else F.conv_geometry)(H, W, (KH, KW), (SH, SW), (PH, PW))
+    return (N, C, H, W) + tuple(geo)
+
+
+def _launcher(draw):
+    grid, block = draw(st.sampled_from(LAUNCHES))
+    return _emu.Launcher(grid, block)
+
+
+def _x(rng, shape, dtype, distinct=True):
+    if distinct:  # no ties: a random permutation of distinct values
+        n = int(np.prod(shape))
+        return (rng.permutation(n).reshape(shape) * 0.37 - n * 0.1).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _spec(g):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = g
+    return (KH, KW), (SH, SW), (PH, PW)
+
+
+# ----------------------------------------------------------------------------- im2col / col2im
+
+@SETTINGS
+@given(g=geometries(pool=False), dtype=st.sampled_from(DTYPES), data=st.data())
+def test_im2col_matches_numpy(g, dtype, data):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = g
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    if data.draw(st.booleans()):  # a non-contiguous view: cuda_ops must make it contiguous
+        x = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    col = O._im2col(np, _launcher(data.draw), x, KH, KW, SH, SW, PH, PW, OH, OW)
+    ref = F.im2col(x, *_spec(g))
+    assert col.dtype == dtype and col.shape == ref.shape
+    np.testing.assert_array_equal(col, ref)  # a pure copy: bit-exact
+
+
+@SETTINGS
+@given(g=geometries(pool=False), dtype=st.sampled_from(DTYPES), data=st.data())
+def test_col2im_matches_numpy_and_naive_loop(g, dtype, data):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = g
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    col = rng.standard_normal((C * KH * KW, N * OH * OW)).astype(dtype)
+    dx = O._col2im(np, _launcher(data.draw), col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    assert dx.dtype == dtype and dx.shape == (N, C, H, W)
+    # Same summation order as the NumPy path, so bit-exact; the naive loop sums in float64.
+    np.testing.assert_array_equal(dx, F.col2im(col, (N, C, H, W), *_spec(g)))
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dx, _emu.naive_col2im(col.astype(np.float64), *g), rtol=tol, atol=tol)
+
+
+@SETTINGS
+@given(g=geometries(pool=False), data=st.data())
+def test_col2im_is_the_adjoint_of_im2col(g, data):
+    """<im2col(x), c> == <x, col2im(c)> in float64: catches any misplaced index on either side."""
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = g
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    x = rng.standard_normal((N, C, H, W))
+    c = rng.standard_normal((C * KH * KW, N * OH * OW))
+    L = _launcher(data.draw)
+    lhs = np.vdot(O._im2col(np, L, x, KH, KW, SH, SW, PH, PW, OH, OW), c)
+    rhs = np.vdot(x, O._col2im(np, L, c, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW))
+    assert lhs == pytest.approx(rhs, rel=1e-10, abs=1e-10)
+
+
+# ----------------------------------------------------------------------------- pooling
+
+@SETTINGS
+@given(g=geometries(pool=True), dtype=st.sampled_from(DTYPES), data=st.data())
+def test_avg_pool_forward_and_backward_match_numpy(g, dtype, data):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = g
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    L = _launcher(data.draw)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    y = O._avg_pool_forward(np, L, x, KH, KW, SH, SW, PH, PW, OH, OW)
+    ref = F.avg_pool2d_forward(x, *_spec(g))
+    assert y.dtype == dtype and y.shape == ref.shape
+    np.testing.assert_array_equal(y, ref)
+    dy = rng.standard_normal((N, C, OH, OW)).astype(dtype)
+    dx = O._avg_pool_backward(np, L, dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    dref = F.avg_pool2d_backward(dy, (N, C, H, W), *_spec(g))
+    assert dx.dtype == dtype and dx.shape == (N, C, H, W)
+    np.testing.assert_array_equal(dx, dref)
+
+
+@SETTINGS
+@given(g=geometries(pool=True), dtype=st.sampled_from(DTYPES), ties=st.booleans(), data=st.data())
+def test_max_pool_forward_and_backward_match_numpy(g, dtype, ties, data):
+    N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW = g
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    L = _launcher(data.draw)
+    # ties=True: few distinct values, so windows hold several equal maxima (first one must win).
+    x = rng.integers(-2, 2, (N, C, H, W)).astype(dtype) if ties else _x(rng, (N, C, H, W), dtype)
+    y, arg = O._max_pool_forward(np, L, x, KH, KW, SH, SW, PH, PW, OH, OW)
+    ref, rarg = F.max_pool2d_forward(x, *_spec(g))
+    assert y.dtype == dtype and arg.dtype == np.int32 and y.shape == ref.shape
+    np.testing.assert_array_equal(y, ref)
+    np.testing.assert_array_equal(arg, rarg)
+    ny, narg = _emu.naive_max_pool(x, KH, KW, SH, SW, PH, PW, OH, OW)
+    np.testing.assert_array_equal(y, ny)
+    np.testing.assert_array_equal(arg, narg)
+    dy = rng.standard_normal((N, C, OH, OW)).astype(dtype)
+    dx = O._max_pool_backward(np, L, dy, arg, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    np.testing.assert_array_equal(dx, F.max_pool2d_backward(dy, rarg, (N, C, H, W), *_spec(g)))
+
+
+def test_max_pool_padding_never_wins_even_below_zero():
+    """All inputs negative and padded: zeros (or -inf) from padding must never be chosen."""
+    x = -1e30 * np.ones((1, 1, 3, 3)) - np.arange(9).reshape(1, 1, 3, 3)
+    y, arg = O._max_pool_forward(np, _emu.Launcher(), x, 3, 3, 1, 1, 1, 1, 3, 3)
+    assert (y <= -1e30).all()
+    # window at (0, 0) covers x[0:2, 0:2]; its max -1e30 is x[0, 0] at window offset (1, 1) = 4
+    assert arg[0, 0, 0, 0] == 4
+
+
+def test_single_thread_launch_covers_a_larger_image():
+    """One block of one thread must still produce every output (grid-stride loop)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 9, 11))
+    L = _emu.Launcher(1, 1)
+    g = F.conv_geometry(9, 11, 3, 2, 1)
+    np.testing.assert_array_equal(O._im2col(np, L, x, *g), F.im2col(x, 3, 2, 1))
+    assert all(c[2] > 100 for c in L.calls)
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+def _recorded_args():
+    """Every kernel launched once through cuda_ops, with the argument tuples it really passes."""
+    rng = np.random.default_rng(1)
+    L = _emu.Launcher()
+    for dtype in DTYPES:
+        x = rng.standard_normal((2, 2, 5, 4)).astype(dtype)
+        g = F.conv_geometry(5, 4, 2, 1, 1)
+        col = O._im2col(np, L, x, *g)
+        O._col2im(np, L, col, 2, 2, 5, 4, *g)
+        p = F.pool_geometry(5, 4, 2, 2, 1)
+        y = O._avg_pool_forward(np, L, x, *p)
+        O._avg_pool_backward(np, L, y, 2, 2, 5, 4, *p)
+        y, a = O._max_pool_forward(np, L, x, *p)
+        O._max_pool_backward(np, L, y, a, 2, 2, 5, 4, *p)
+    return L.calls
+
+
+def test_cuda_ops_launch_every_kernel_with_matching_arguments():
+    calls = _recorded_args()
+    launched = {(f, n) for f, n, _, _ in calls}
+    every = {(f, n) for f in K.kernel_files() for n in K.kernel_signatures(f)}
+    assert launched == every, f"kernels never launched by cuda_ops: {sorted(every - launched)}"
+    for f, n, total, args in calls:
+        K.check_args(f, n, args)  # also checked inside every emulated launch
+        assert type(args[K.kernel_signatures(f)[n].index(("long long", "total"))]) is np.int64
+
+
+@pytest.mark.parametrize("bad", [7, np.int64(7), np.int16(7), 7.0])
+def test_launch_refuses_wrong_scalar_type_for_int(bad):
+    f, n, total, args = next(c for c in _recorded_args() if c[1] == "im2col_f32")
+    i = [t for t, _ in K.kernel_signatures(f)[n]].index("int")
+    bad_args = args[:i] + (bad,) + args[i + 1:]
+    with pytest.raises(K.KernelArgError, match="must be int32"):
+        _emu.build(f).launch(n, 1, 32, bad_args)
+
+
+def test_launch_refuses_wrong_type_for_long_long_and_pointers():
+    f, n, total, args = next(c for c in _recorded_args() if c[1] == "max_pool_bwd_f64")
+    mod = _emu.build(f)
+    with pytest.raises(K.KernelArgError, match="must be int64"):
+        mod.launch(n, 1, 32, args[:3] + (np.int32(total),) + args[4:])
+    with pytest.raises(K.KernelArgError, match="dtype int32"):  # argmax as int64
+        mod.launch(n, 1, 32, args[:1] + (args[1].astype(np.int64),) + args[2:])
+    with pytest.raises(K.KernelArgError, match="dtype float64"):  # dy as float32
+        mod.launch(n, 1, 32, (args[0].astype(np.float32),) + args[1:])
+    with pytest.raises(K.KernelArgError, match="C-contiguous"):
+        mod.launch(n, 1, 32, (np.asfortranarray(args[0]),) + args[1:])
+    with pytest.raises(K.KernelArgError, match="arguments"):
+        mod.launch(n, 1, 32, args[:-1])
+
+
+def test_cuda_ops_refuse_unsupported_dtypes():
+    L = _emu.Launcher()
+    with pytest.raises(TypeError, match="float32 and float64"):
+        O._im2col(np, L, np.zeros((1, 1, 3, 3), np.float16), 2, 2, 1, 1, 0, 0, 2, 2)
+    with pytest.raises(TypeError, match="float32 and float64"):
+        O._avg_pool_forward(np, L, np.zeros((1, 1, 4, 4), np.int64), 2, 2, 2, 2, 0, 0, 2, 2)
+    with pytest.raises(ValueError, match="32-bit"):
+        O._im2col(np, L, np.zeros((1, 1, 3, 3), np.float32), 2, 2, 1, 1, 0, 0, 2, 2**31)
+    assert not L.calls
+
+
+def test_empty_batch_launches_nothing():
+    L = _emu.Launcher()
+    col = O._im2col(np, L, np.zeros((0, 2, 4, 4)), 2, 2, 1, 1, 0, 0, 3, 3)
+    assert col.shape == (8, 0) and not L.calls
+
+
+def test_launch_config():
+    assert O.launch_config(1) == (1, 256)
+    assert O.launch_config(257) == (2, 256)
+    assert O.launch_config(10**12) == (O.MAX_GRID, 256)
+
+
+# ----------------------------------------------------------------------------- the public GPU path
+
+class _FakeCupy(types.SimpleNamespace):
+    """Enough of CuPy for the public cuda_ops entry points: NumPy arrays, and RawModules whose
+    kernels run on the emulation. Exercises _gpu_launch -> check_args -> get_kernel -> launch."""
+
+
+def _fake_cupy():
+    compiled = []
+
+    class RawModule:
+        def __init__(self, code, options, name_expressions=None):
+            compiled.append(options)
+            self.code = code
+
+        def get_function(self, name):
+            mod = next(_emu.build(f) for f in K.kernel_files() if name in K.kernel_signatures(f))
+            return lambda grid, block, args: mod.launch(name, grid[0], block[0], args)
+
+    dev = types.SimpleNamespace(id=0)
+    cuda = types.SimpleNamespace(Device=lambda *a: dev)
+    cp = _FakeCupy(RawModule=RawModule, cuda=cuda, ascontiguousarray=np.ascontiguousarray, empty=np.empty)
+    return cp, compiled
+
+
+def test_public_entry_points_through_fake_cupy(monkeypatch):
+    cp, compiled = _fake_cupy()
+    monkeypatch.setattr(O, "cupy_or_none", lambda: cp)
+    monkeypatch.setattr(K, "cupy_or_none", lambda: cp)
+    K.clear_cache()
+    try:
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+        g = F.conv_geometry(6, 5, 3, 1, 1)
+        col = O.im2col(x, *g)
+        np.testing.assert_array_equal(col, F.im2col(x, 3, 1, 1))
+        np.testing.assert_array_equal(O.col2im(col, 2, 3, 6, 5, *g), F.col2im(col, x.shape, 3, 1, 1))
+        p = F.pool_geometry(6, 5, 2, 2, 0)
+        y, a = O.max_pool_forward(x, *p)
+        np.testing.assert_array_equal(y, F.max_pool2d_forward(x, 2)[0])
+        np.testing.assert_array_equal(O.max_pool_backward(y, a, 2, 3, 6, 5, *p),
+                                      F.max_pool2d_backward(y, a, x.shape, 2))
+        np.testing.assert_array_equal(O.avg_pool_forward(x, *p), F.avg_pool2d_forward(x, 2))
+        np.testing.assert_array_equal(O.avg_pool_backward(y, 2, 3, 6, 5, *p), F.avg_pool2d_backward(y, x.shape, 2))
+        assert len(compiled) == 2  # one module per file, no matter how many launches
+    finally:
+        K.clear_cache()
