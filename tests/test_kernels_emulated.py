@@ -7,6 +7,9 @@ shapes far too small for the data (the grid-stride loops must cover the rest).
 """
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import types
 
 import numpy as np
@@ -286,3 +289,36 @@ def test_public_entry_points_through_fake_cupy(monkeypatch):
         assert len(compiled) == 2  # one module per file, no matter how many launches
     finally:
         K.clear_cache()
+
+
+# ----------------------------------------------------------------------------- sanitizers
+
+def _sanitizer_env():
+    libasan = subprocess.run([_emu.CXX, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(libasan) or not os.path.exists(libasan):
+        pytest.skip(f"{_emu.CXX} has no AddressSanitizer runtime (libasan.so not found)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0",
+               PYTHONPATH=os.pathsep.join([root, os.path.join(root, "tests"), os.environ.get("PYTHONPATH", "")]))
+    return env, os.path.join(root, "tests", "_emu_asan_cases.py")
+
+
+def _run_sanitized(mode):
+    env, script = _sanitizer_env()
+    return subprocess.run([sys.executable, script, mode], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_kernels_under_address_and_undefined_behaviour_sanitizers():
+    """Fixed shapes (incl. 1x1 images, padding 3, tiny grids) with -fsanitize=address,undefined."""
+    proc = _run_sanitized("cases")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sanitized emulation OK" in proc.stdout
+    assert int(proc.stdout.split(":")[1].split()[0]) > 500
+
+
+@pytest.mark.parametrize("mode, report", [("oob", "heap-buffer-overflow"), ("overflow", "signed integer overflow")])
+def test_sanitizer_harness_catches_broken_kernels(mode, report):
+    """The harness must be able to fail: an off-by-one write and an int overflow both abort."""
+    proc = _run_sanitized(mode)
+    assert proc.returncode != 0, "a broken kernel ran clean under the sanitizers"
+    assert report in proc.stderr, proc.stderr[-2000:]

@@ -1,0 +1,88 @@
+"""Run in a subprocess by tests/test_kernels_emulated.py under AddressSanitizer + UBSan
+(``LD_PRELOAD=libasan.so``): the kernels built with ``-fsanitize=address,undefined`` on a fixed
+set of shapes, compared with the NumPy path. Any out-of-bounds access or signed overflow aborts
+the process. ``oob`` and ``overflow`` run deliberately broken kernels to prove the harness bites.
+
+Usage: python tests/_emu_asan_cases.py cases|oob|overflow
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+
+import numpy as np
+
+import _emu
+from xcnn import cuda_ops as O
+from xcnn import functional as F
+
+BROKEN = r'''
+extern "C" __global__ void write_past_end(float* out, long long total)
+{
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step)
+        out[i + 1] = 1.0f;  /* off by one: the last thread writes out[total] */
+}
+extern "C" __global__ void int_overflow(int* out, int a, int b)
+{
+    if (blockIdx.x == 0 && threadIdx.x == 0) out[0] = a * b;  /* 65536 * 65536 overflows int */
+}
+'''
+
+
+def cases() -> int:
+    rng = np.random.default_rng(0)
+    n = 0
+    shapes = [(1, 1, 1, 1), (1, 2, 5, 7), (2, 3, 8, 6), (3, 1, 4, 9)]
+    windows = [(1, 1), (2, 3), (3, 3), (7, 2)]
+    steps = [(1, 1), (2, 3), (3, 2)]
+    pads = [(0, 0), (1, 0), (0, 1), (3, 3)]
+    launches = [(None, None), (1, 32), (2, 5)]
+    for (N, C, H, W), k, s, p, dtype in itertools.product(shapes, windows, steps, pads, (np.float32, np.float64)):
+        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+        try:
+            g = F.conv_geometry(H, W, k, s, p)
+        except ValueError:
+            continue
+        x = rng.standard_normal((N, C, H, W)).astype(dtype)
+        col = O._im2col(np, L, x, *g)
+        np.testing.assert_array_equal(col, F.im2col(x, k, s, p))
+        np.testing.assert_array_equal(O._col2im(np, L, col, N, C, H, W, *g), F.col2im(col, x.shape, k, s, p))
+        n += 2
+        try:
+            pg = F.pool_geometry(H, W, k, s, p)
+        except ValueError:
+            continue
+        y = O._avg_pool_forward(np, L, x, *pg)
+        np.testing.assert_array_equal(y, F.avg_pool2d_forward(x, k, s, p))
+        np.testing.assert_array_equal(O._avg_pool_backward(np, L, y, N, C, H, W, *pg),
+                                      F.avg_pool2d_backward(y, x.shape, k, s, p))
+        y, a = O._max_pool_forward(np, L, x, *pg)
+        ry, ra = F.max_pool2d_forward(x, k, s, p)
+        np.testing.assert_array_equal(y, ry)
+        np.testing.assert_array_equal(a, ra)
+        np.testing.assert_array_equal(O._max_pool_backward(np, L, y, a, N, C, H, W, *pg),
+                                      F.max_pool2d_backward(y, a, x.shape, k, s, p))
+        n += 4
+    return n
+
+
+def main(argv) -> int:
+    mode = argv[1] if len(argv) > 1 else "cases"
+    if mode == "cases":
+        print(f"sanitized emulation OK: {cases()} kernel launches checked")
+        return 0
+    mod = _emu.build("broken.cu", source=BROKEN, sanitize=True)
+    if mode == "oob":
+        out = np.zeros(100, np.float32)
+        mod.launch("write_past_end", 1, 32, (out, np.int64(out.size)))
+    elif mode == "overflow":
+        mod.launch("int_overflow", 1, 1, (np.zeros(1, np.int32), np.int32(65536), np.int32(65536)))
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+    print("broken kernel ran without a sanitizer report")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
