@@ -19,7 +19,7 @@ import numpy as np
 from .layers import AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU
 from .network import Network
 
-__all__ = ["PRESETS", "build_model", "PARAMETER_COUNTS"]
+__all__ = ["PRESETS", "build_model", "load_model", "PARAMETER_COUNTS"]
 
 PARAMETER_COUNTS = {"seed-cnn": 4330, "mlp2": 396210, "mlp1": 318010, "lenet5": 61706}
 
@@ -77,3 +77,19 @@ def build_model(name: str, *, dtype=np.float32, seed: int = 0, device="cpu") -> 
     if str(device) != "cpu":
         net.to(device)
     return net
+
+
+def load_model(path, *, device="cpu"):
+    """Rebuild the preset a checkpoint was saved from and load its weights; returns ``(net, checkpoint)``
+    where ``checkpoint`` is :func:`~xcnn.network.load_checkpoint`'s dict (``meta`` holds the run config)."""
+    from .network import CheckpointError, load_checkpoint  # noqa: PLC0415
+
+    ck = load_checkpoint(path)
+    name = ck.get("network")
+    if name not in PRESETS:
+        raise CheckpointError(f"checkpoint {str(path)!r} was saved from network {name!r}, which is not a preset "
+                              f"({', '.join(PRESETS)})")
+    dtype = next(iter(ck["params"].values())).dtype if ck["params"] else np.float32
+    net = build_model(name, dtype=dtype, device=device)
+    net.load_state_dict(ck["params"])
+    return net, ck
