@@ -85,10 +85,13 @@ DATASETS: dict[str, _Spec] = {
             "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
         },
     ),
-    # Pins computed from Debian's dataset-fashion-mnist (0.0~git20200523.55506a9-1) and
-    # matching independently published SHA-256s of the zalandoresearch files. Debian
-    # re-gzipped the files (no name in the gzip header), so the .gz md5s in the upstream
-    # README do not apply to its .gz files; the uncompressed bytes are the canonical ones.
+    # Pins computed from Debian's dataset-fashion-mnist (0.0~git20200523.55506a9-1).
+    # Debian rewrote only the gzip headers (no file name, 2020 mtime), so its .gz md5s
+    # differ from the upstream README's; putting back the original header (FNAME, mtime
+    # 1504176606 for train-*, 1504176627 for t10k-*, XFL 0, OS 3) in front of Debian's
+    # unchanged deflate streams reproduces all four README md5s exactly, which proves
+    # these uncompressed bytes canonical. The SHA-256s also match ones published
+    # independently for the zalandoresearch files.
     "fashion-mnist": _Spec(
         name="fashion-mnist",
         classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
