@@ -81,6 +81,7 @@ def train(
     log_every: int = typer.Option(10, help="iterations per logged point of the per-iteration curve"),
     train_limit: Optional[int] = typer.Option(None, help="use only the first N training images"),
     test_limit: Optional[int] = typer.Option(None, help="use only the first N test images"),
+    init: Optional[str] = typer.Option(None, help="weight initialisation: report or he (default: the preset's)"),
     float64: bool = typer.Option(False, "--float64", help="train in float64 instead of float32"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar; one line per epoch"),
 ):
@@ -98,7 +99,7 @@ def train(
                     weight_decay=weight_decay, optimizer=optimizer.lower(), seed=seed, device=device,
                     data_dir=data_dir, out=out or f"runs/{model}", log_every=log_every,
                     save_epochs=_parse_epochs_list(save_epochs), train_limit=train_limit, test_limit=test_limit,
-                    dtype="float64" if float64 else "float32")
+                    dtype="float64" if float64 else "float32", init=init)
     console = Console(soft_wrap=True)  # long lines (the resume command) must stay copy-pastable
     try:
         from .data import DataError

@@ -63,6 +63,7 @@ class RunConfig:
     train_limit: int | None = None  # use only the first N training images (tests, quick runs)
     test_limit: int | None = None
     dtype: str = "float32"
+    init: str | None = None  # None: the preset's default ("report" for the report's networks)
 
     def check(self):
         if self.epochs < 0:
@@ -82,7 +83,7 @@ class RunConfig:
 
     # settings that must agree for --resume to continue the same run
     RESUME_KEYS = ("model", "dataset", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "seed",
-                   "train_limit", "test_limit", "dtype", "log_every")
+                   "train_limit", "test_limit", "dtype", "log_every", "init")
 
 
 @dataclass
@@ -220,7 +221,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
         raise TrainingError("the training set is empty")
     steps_per_epoch = (n + cfg.batch_size - 1) // cfg.batch_size
 
-    net = build_model(cfg.model, dtype=dtype, seed=cfg.seed, device=device)
+    net = build_model(cfg.model, dtype=dtype, seed=cfg.seed, device=device, init=cfg.init)
     opt_kw = dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         opt_kw["momentum"] = cfg.momentum
