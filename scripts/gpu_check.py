@@ -1,0 +1,286 @@
+#!/usr/bin/env python
+"""One-shot GPU check: install, run the whole test suite with the GPU visible, time the hot
+ops and the seed CNN on CPU vs GPU (and PyTorch + cuDNN when it imports), and write
+``report.md`` + ``report.json`` into OUTDIR. Needs no network. Under 5 minutes on an H200.
+
+    python scripts/gpu_check.py OUTDIR            # on a GPU machine
+    python scripts/gpu_check.py OUTDIR --dry-run  # anywhere: skips every GPU part, says so
+
+Dry mode is also chosen automatically when no GPU is usable (the reason is recorded).
+Timings use synthetic MNIST-shaped data (1x28x28, 10 classes): speed does not depend on
+pixel values. Per-epoch times are measured over a few steps and scaled to 60,000 images.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # works before (or without) the editable install
+
+import numpy as np  # noqa: E402
+
+EPOCH_IMAGES = 60000
+
+
+def _sh(cmd, timeout, cwd=ROOT, env=None):
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+        rc, out = p.returncode, p.stdout + p.stderr
+    except subprocess.TimeoutExpired as e:
+        rc, out = 124, f"timed out after {timeout}s\n{(e.stdout or b'')[-4000:]!r}"
+    return {"cmd": " ".join(map(str, cmd)), "rc": rc, "seconds": round(time.perf_counter() - t0, 1),
+            "tail": out[-4000:]}
+
+
+def environment():
+    from xcnn import backend
+
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__,
+            "cpu_count": os.cpu_count()}
+    cp = backend.cupy_or_none()
+    info["cupy"] = getattr(cp, "__version__", None)
+    reason = backend.gpu_unavailable_reason()
+    info["gpu_usable"] = reason is None
+    info["gpu_unavailable_reason"] = reason
+    if reason is None:
+        props = cp.cuda.runtime.getDeviceProperties(0)
+        name = props["name"]
+        info["gpu"] = name.decode() if isinstance(name, bytes) else str(name)
+        info["cuda_runtime"] = cp.cuda.runtime.runtimeGetVersion()
+        info["cuda_driver"] = cp.cuda.runtime.driverGetVersion()
+    try:
+        import torch  # noqa: PLC0415
+
+        info["torch"] = torch.__version__
+        info["torch_cuda"] = bool(torch.cuda.is_available())
+        info["cudnn"] = torch.backends.cudnn.version() if torch.cuda.is_available() else None
+    except Exception as exc:  # ImportError or a broken install
+        info["torch"] = None
+        info["torch_note"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def _timeit(fn, sync, repeats):
+    fn()
+    sync()  # warm-up (and kernel compilation) outside the measurement
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+LAYERS = [  # (name, N-independent shape (C, H, W), op, kwargs)
+    ("conv5x5 1->4 p2 @28x28", (1, 28, 28), "conv", dict(O=4, k=5, p=2)),
+    ("conv3x3 4->8 p1 @14x14", (4, 14, 14), "conv", dict(O=8, k=3, p=1)),
+    ("avgpool2 @4x28x28", (4, 28, 28), "avg", dict(k=2)),
+    ("maxpool2 @4x28x28", (4, 28, 28), "max", dict(k=2)),
+]
+
+
+def layer_timings(device, batches, repeats):
+    """Median forward and backward seconds of the conv/pool ops in the seed CNN's shapes."""
+    from xcnn import functional as F
+    from xcnn.backend import get_device
+
+    dev = get_device(device)
+    rows = []
+    for N in batches:
+        rng = np.random.default_rng(0)
+        for name, (C, H, W), op, kw in LAYERS:
+            x = dev.asarray(rng.standard_normal((N, C, H, W)).astype(np.float32))
+            if op == "conv":
+                w = dev.asarray(rng.standard_normal((kw["O"], C, kw["k"], kw["k"])).astype(np.float32))
+                b = dev.asarray(np.zeros(kw["O"], np.float32))
+                y, col = F.conv2d_forward(x, w, b, 1, kw["p"])
+                dy = dev.xp.ones_like(y)
+                fwd = lambda: F.conv2d_forward(x, w, b, 1, kw["p"])  # noqa: E731
+                bwd = lambda: F.conv2d_backward(dy, col, x.shape, w, 1, kw["p"])  # noqa: E731
+            elif op == "avg":
+                y = F.avg_pool2d_forward(x, kw["k"])
+                dy = dev.xp.ones_like(y)
+                fwd = lambda: F.avg_pool2d_forward(x, kw["k"])  # noqa: E731
+                bwd = lambda: F.avg_pool2d_backward(dy, x.shape, kw["k"])  # noqa: E731
+            else:
+                y, arg = F.max_pool2d_forward(x, kw["k"])
+                dy = dev.xp.ones_like(y)
+                fwd = lambda: F.max_pool2d_forward(x, kw["k"])  # noqa: E731
+                bwd = lambda: F.max_pool2d_backward(dy, arg, x.shape, kw["k"])  # noqa: E731
+            rows.append({"device": device, "batch": N, "layer": name,
+                         "forward_ms": 1e3 * _timeit(fwd, dev.synchronize, repeats),
+                         "backward_ms": 1e3 * _timeit(bwd, dev.synchronize, repeats)})
+    return rows
+
+
+def epoch_timings(device, batches, steps):
+    """Seconds per 60,000-image epoch of the seed CNN (SGD, momentum 0.9), from ``steps`` steps."""
+    try:
+        from xcnn.backend import get_device
+        from xcnn.functional import softmax_cross_entropy
+        from xcnn.models import build_model
+        from xcnn.optim import SGD
+    except ImportError as exc:
+        return [{"device": device, "skipped": f"network API not importable yet ({exc})"}]
+    dev = get_device(device)
+    rows = []
+    for B in batches:
+        rng = np.random.default_rng(0)
+        net = build_model("seed-cnn", dtype=np.float32, seed=0).to(device)
+        opt = SGD(net.parameters(), lr=0.01, momentum=0.9)
+        x = dev.asarray(rng.standard_normal((B, 1, 28, 28)).astype(np.float32))
+        t = dev.asarray(rng.integers(0, 10, B).astype(np.int64))
+
+        def step():
+            opt.zero_grad()
+            loss, dlogits = softmax_cross_entropy(net.forward(x), t)
+            net.backward(dlogits)
+            opt.step()
+            return loss
+
+        per_step = _timeit(step, dev.synchronize, steps)
+        rows.append({"device": device, "framework": "xcnn", "batch": B, "step_ms": 1e3 * per_step,
+                     "epoch_s": per_step * EPOCH_IMAGES / B, "steps_measured": steps})
+    return rows
+
+
+def torch_timings(batches, steps, use_cuda):
+    """The same seed CNN in PyTorch (cuDNN on the GPU), for scale."""
+    import torch  # noqa: PLC0415
+    from torch import nn  # noqa: PLC0415
+
+    dev = torch.device("cuda" if use_cuda else "cpu")
+    torch.backends.cudnn.benchmark = True
+    rows = []
+    for B in batches:
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
+                            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                            nn.Flatten(), nn.Linear(392, 10)).to(dev)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        x = torch.randn(B, 1, 28, 28, device=dev)
+        t = torch.randint(0, 10, (B,), device=dev)
+        lossf = nn.CrossEntropyLoss()
+
+        def step():
+            opt.zero_grad()
+            lossf(net(x), t).backward()
+            opt.step()
+
+        sync = torch.cuda.synchronize if use_cuda else (lambda: None)
+        per_step = _timeit(step, sync, steps)
+        rows.append({"device": str(dev), "framework": f"torch {torch.__version__}" + (" + cuDNN" if use_cuda else ""),
+                     "batch": B, "step_ms": 1e3 * per_step, "epoch_s": per_step * EPOCH_IMAGES / B,
+                     "steps_measured": steps})
+    return rows
+
+
+def _guard(report, key, fn, *a):
+    try:
+        return fn(*a)
+    except Exception as exc:  # one failing part must not lose the rest of the report
+        report.setdefault("errors", []).append(f"{key}: {type(exc).__name__}: {exc}")
+        return []
+
+
+def write_report(out: Path, report: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    env = report["environment"]
+    L = [f"# xcnn GPU check ({report['started']})", ""]
+    if report["dry_run"]:
+        L += [f"**DRY RUN: GPU parts skipped** -- {report['dry_reason']}", ""]
+    L += ["## Environment", ""] + [f"- {k}: {v}" for k, v in env.items()] + [""]
+    for key, title in (("install", "Editable install"), ("pytest", "Test suite")):
+        r = report[key]
+        L += [f"## {title}", ""]
+        if "skipped" in r:
+            L += [f"SKIPPED: {r['skipped']}", ""]
+        else:
+            L += [f"`{r['cmd']}` -> rc {r['rc']} in {r['seconds']} s", "", "```", r["tail"][-1500:], "```", ""]
+    L += ["## Per-layer timings (median ms)", "", "| device | batch | layer | forward | backward |", "|---|---|---|---|---|"]
+    L += [f"| {r['device']} | {r['batch']} | {r['layer']} | {r['forward_ms']:.3f} | {r['backward_ms']:.3f} |"
+          for r in report["layers"]]
+    L += ["", "## Seed CNN, seconds per 60,000-image epoch (scaled from a few steps)", "",
+          "| framework | device | batch | ms/step | s/epoch |", "|---|---|---|---|---|"]
+    for r in report["epochs"]:
+        if "skipped" in r:
+            L.append(f"| xcnn | {r['device']} | - | SKIPPED: {r['skipped']} | |")
+        else:
+            L.append(f"| {r['framework']} | {r['device']} | {r['batch']} | {r['step_ms']:.2f} | {r['epoch_s']:.2f} |")
+    L += [""] + [f"- {s}" for s in report["skipped_parts"]]
+    if report.get("errors"):
+        L += ["", "## Errors", ""] + [f"- {e}" for e in report["errors"]]
+    L += ["", f"Total time: {report['seconds']:.1f} s", ""]
+    (out / "report.md").write_text("\n".join(L))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("outdir", type=Path)
+    ap.add_argument("--dry-run", action="store_true", help="skip every GPU part (also automatic without a GPU)")
+    ap.add_argument("--skip-install", action="store_true")
+    ap.add_argument("--skip-pytest", action="store_true")
+    ap.add_argument("--pytest-timeout", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=None, help="training steps timed per configuration")
+    ap.add_argument("--batches", type=int, nargs="+", default=[50, 1024], help="batch sizes to time")
+    args = ap.parse_args(argv)
+
+    t0 = time.perf_counter()
+    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "skipped_parts": []}
+    env = environment()
+    report["environment"] = env
+    dry = args.dry_run or not env["gpu_usable"]
+    report["dry_run"] = dry
+    report["dry_reason"] = ("--dry-run given" if args.dry_run else env["gpu_unavailable_reason"]) if dry else None
+    if dry:
+        print(f"gpu_check: DRY RUN, GPU parts skipped: {report['dry_reason']}", file=sys.stderr)
+        report["skipped_parts"].append("GPU timings, GPU test run and PyTorch cuDNN timings: skipped (dry run)")
+
+    if dry or args.skip_install:
+        report["install"] = {"skipped": "dry run" if dry else "--skip-install"}
+    else:
+        report["install"] = _sh([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+                                 "-e", "."], timeout=120)
+    if dry or args.skip_pytest:
+        report["pytest"] = {"skipped": "dry run (run pytest directly on a CPU machine)" if dry else "--skip-pytest"}
+    else:
+        envp = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        report["pytest"] = _sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                f"--junitxml={args.outdir.resolve() / 'pytest.xml'}"],
+                               timeout=args.pytest_timeout, env=envp)
+
+    steps = args.steps or (2 if dry else 10)
+    repeats = 2 if dry else 10
+    batches = args.batches
+    devices = ["cpu"] if dry else ["cpu", "cuda"]
+    report["layers"] = []
+    report["epochs"] = []
+    for d in devices:
+        report["layers"] += _guard(report, f"layers/{d}", layer_timings, d, batches, repeats)
+        report["epochs"] += _guard(report, f"epochs/{d}", epoch_timings, d, batches, steps)
+    if env.get("torch"):
+        report["epochs"] += _guard(report, "torch/cpu", torch_timings, batches, steps, False)
+        if not dry and env.get("torch_cuda"):
+            report["epochs"] += _guard(report, "torch/cuda", torch_timings, batches, steps, True)
+    else:
+        report["skipped_parts"].append(f"PyTorch timings: skipped (torch not importable: {env.get('torch_note')})")
+    report["seconds"] = time.perf_counter() - t0
+    write_report(args.outdir, report)
+    print(f"gpu_check: wrote {args.outdir / 'report.md'} and report.json in {report['seconds']:.1f} s")
+    failed = (not dry and report["pytest"].get("rc", 0) != 0) or bool(report.get("errors"))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
