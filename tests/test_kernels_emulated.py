@@ -322,3 +322,48 @@ def test_sanitizer_harness_catches_broken_kernels(mode, report):
     proc = _run_sanitized(mode)
     assert proc.returncode != 0, "a broken kernel ran clean under the sanitizers"
     assert report in proc.stderr, proc.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- the real device
+
+GPU_CASES = [  # (N, C, H, W), kernel, stride, padding
+    ((1, 1, 1, 1), (1, 1), (1, 1), (0, 0)),
+    ((2, 3, 7, 5), (3, 2), (2, 1), (1, 1)),
+    ((3, 2, 9, 11), (7, 4), (3, 2), (3, 2)),
+    ((50, 4, 28, 28), (2, 2), (2, 2), (0, 0)),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", GPU_CASES)
+def test_gpu_kernels_match_numpy(case, dtype):
+    """The same ops through CuPy RawKernels on a real GPU (skipped where none is usable)."""
+    from xcnn.backend import get_device, gpu_unavailable_reason
+
+    reason = gpu_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"no usable GPU: {reason}")
+    dev = get_device("cuda")
+    shape, k, s, p = case
+    N, C, H, W = shape
+    rng = np.random.default_rng(0)
+    x = _x(rng, shape, dtype)
+    xd = dev.asarray(x)
+    tol = dict(rtol=1e-6, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    g = F.conv_geometry(H, W, k, s, p)
+    col = O.im2col(xd, *g)
+    np.testing.assert_array_equal(col.get(), F.im2col(x, k, s, p))
+    np.testing.assert_allclose(O.col2im(col, N, C, H, W, *g).get(), F.col2im(col.get(), shape, k, s, p), **tol)
+    if 2 * p[0] <= k[0] and 2 * p[1] <= k[1]:
+        pg = F.pool_geometry(H, W, k, s, p)
+        y = O.avg_pool_forward(xd, *pg)
+        np.testing.assert_allclose(y.get(), F.avg_pool2d_forward(x, k, s, p), **tol)
+        np.testing.assert_allclose(O.avg_pool_backward(y, N, C, H, W, *pg).get(),
+                                   F.avg_pool2d_backward(y.get(), shape, k, s, p), **tol)
+        y, a = O.max_pool_forward(xd, *pg)
+        ry, ra = F.max_pool2d_forward(x, k, s, p)
+        np.testing.assert_array_equal(y.get(), ry)
+        np.testing.assert_array_equal(a.get(), ra)
+        np.testing.assert_allclose(O.max_pool_backward(y, a, N, C, H, W, *pg).get(),
+                                   F.max_pool2d_backward(ry, ra, shape, k, s, p), **tol)
