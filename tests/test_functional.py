@@ -315,3 +315,14 @@ def test_loss_target_errors_are_clear():
 def test_bad_geometry_is_refused_with_a_clear_message(call, message):
     with pytest.raises((ValueError, TypeError), match=message):
         call()
+
+
+def test_a_workspace_shared_by_max_and_avg_pooling_keeps_each_border():
+    """Max pooling pads with -inf, average pooling with zeros: sharing one workspace must not mix them."""
+    ws = F.Workspace()
+    x = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    F.max_pool2d_forward(x, 2, 2, 1, ws=ws)
+    y = F.avg_pool2d_forward(x, 2, 2, 1, ws=ws)
+    np.testing.assert_allclose(y, naive_pool(x, 2, 2, 1, "avg")[0])
+    y2, _ = F.max_pool2d_forward(x, 2, 2, 1, ws=ws)
+    np.testing.assert_allclose(y2, naive_pool(x, 2, 2, 1, "max")[0])

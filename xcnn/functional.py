@@ -203,7 +203,8 @@ def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True,
 
 
 def _pad_input(x, PH, PW, fill, ws, key):
-    """Copy ``x`` into a padded buffer filled with ``fill`` (returns ``x`` itself when no padding)."""
+    """Copy ``x`` into a padded buffer filled with ``fill`` (returns ``x`` itself when no padding).
+    The border keeps ``fill`` across reuses, so each fill value needs its own ``key``."""
     if PH == 0 and PW == 0:
         return x
     N, C, H, W = x.shape
@@ -229,7 +230,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
     KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "avg_pool2d")
     if xp is not np:
         return _cuda().avg_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
-    xpad = _pad_input(x, PH, PW, 0, ws, "pool_pad")
+    xpad = _pad_input(x, PH, PW, 0, ws, "pool_pad_zero")
     y = None
     for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
         win = xpad[:, :, hs, wsl]
@@ -273,7 +274,7 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
     KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "max_pool2d")
     if xp is not np:
         return _cuda().max_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
-    xpad = _pad_input(x, PH, PW, -np.inf, ws, "pool_pad")
+    xpad = _pad_input(x, PH, PW, -np.inf, ws, "pool_pad_ninf")
     y = None
     arg = np.zeros((N, C, OH, OW), dtype=np.int32)
     for k, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
