@@ -109,17 +109,22 @@ def plot_feature_maps(images_u8, maps, *, labels, pred, prob, indices, title: st
     for r in range(n):
         sub = rows[r]
         ok = int(pred[r]) == int(labels[r])
-        sub.suptitle(f"test image #{indices[r]} (a {classes[int(labels[r])]}): predicted "
-                     f"{classes[int(pred[r])]} with p = {prob[r]:.2f}" + ("" if ok else "  — WRONG"),
+        sub.suptitle(f"test image #{indices[r]}, label {classes[int(labels[r])]}: predicted "
+                     f"{classes[int(pred[r])]} (p = {prob[r]:.2f})" + ("" if ok else "  — wrong"),
                      fontsize=9.5, color="black" if ok else "tab:red")
         axes = sub.subplots(1, C + 1, gridspec_kw={"wspace": 0.06})
         axes[0].imshow(images_u8[r], cmap="gray", vmin=0, vmax=255)
         axes[0].set_xlabel("input", fontsize=8)
         lo, hi = float(maps[r].min()), float(maps[r].max())
+        if lo < 0:  # signed maps (conv outputs): diverging colours, zero in the middle
+            hi = max(-lo, hi)
+            lo, cmap = -hi, "RdBu_r"
+        else:  # after ReLU / pooling of ReLU: 0 is dark
+            cmap = "viridis"
         if hi <= lo:  # a dead row (all maps constant): keep a visible, honest scale
             hi = lo + 1.0
         for c in range(C):
-            im = axes[c + 1].imshow(maps[r, c], cmap="viridis", vmin=lo, vmax=hi)
+            im = axes[c + 1].imshow(maps[r, c], cmap=cmap, vmin=lo, vmax=hi)
             axes[c + 1].set_xlabel(f"map {c + 1}", fontsize=8)
         for a in axes:
             a.set_xticks([])
