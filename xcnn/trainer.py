@@ -161,9 +161,23 @@ EPOCH_FIELDS = ["epoch", "iteration", "train_loss", "train_acc", "test_loss", "t
                 "eval_seconds", "images_per_second"]
 
 
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo on Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> dict:
+    import os  # noqa: PLC0415
+
     return {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(), "xcnn": __version__}
+            "processor": cpu_model(), "cores": os.cpu_count(), "xcnn": __version__}
 
 
 def _load_data(cfg: RunConfig, progress):
