@@ -206,7 +206,9 @@ def plot_comparison(runs: dict, path, title: str = "", target: float = 0.98) -> 
                    va="bottom", transform=a_acc.get_yaxis_transform())
         # zoom on the band that matters; say so when a slow first epoch falls below it
         lo = min(max(min(accs) - 0.3, 90.0), 100 * target - 1.0)
-        a_acc.set_ylim(lo, min(100.0, max(accs) + 0.3))
+        if max(accs) < 100 * target:  # nobody reaches the target (short runs): show everything
+            lo = max(0.0, min(accs) - 1.0)
+        a_acc.set_ylim(lo, min(100.0, max(max(accs), 100 * target) + 0.3))
         if min(accs) < lo:
             a_acc.text(0.01, 0.01, f"axis cut at {lo:.0f} %", transform=a_acc.transAxes, fontsize=8, color="0.3")
     for a in axes.flat:

@@ -289,7 +289,16 @@ def write_report_md(out: Path, *, quick: bool, command: str, cfgs: dict, how: di
     L.append(f"- training: SGD lr {c.lr}, momentum {c.momentum}, weight decay {c.weight_decay}, batch {c.batch_size}, "
              f"seed {c.seed}, {c.dtype}; inputs scaled to [-0.5, 0.5]; report initialisation "
              "(conv N(0, 1), linear N(0, 0.1²), biases 0)")
-    L.append(f"- runs: " + "; ".join(f"{n} {how[n]} (`{cfgs[n].out}`)" for n in cfgs))
+    L.append("- runs: " + "; ".join(f"{n} {how[n]} (`{cfgs[n].out}`)" for n in cfgs))
+    trained = set()
+    for n in cfgs:
+        try:
+            m = json.loads((Path(cfgs[n].out) / "config.json").read_text()).get("machine", {})
+            trained.add(f"Python {m.get('python')}, NumPy {m.get('numpy')}, xcnn {m.get('xcnn')}")
+        except (OSError, ValueError):
+            pass
+    if trained:
+        L.append(f"- the runs were trained with: {'; '.join(sorted(trained))}")
     L.append(f"- this report took {elapsed:.0f} s to make\n")
     L.append("Commands:\n")
     L.append("```sh")
