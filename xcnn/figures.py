@@ -42,7 +42,7 @@ def activations(net, x, upto: str | None = None) -> dict:
     net.eval()
     try:
         out = {}
-        h = net.device.asarray(x) if hasattr(net.device, "asarray") else x
+        h = net.device.asarray(x)
         for layer in net.layers:
             h = layer.forward(h)
             out[layer.name] = to_host(h)

@@ -299,7 +299,9 @@ def write_report_md(out: Path, *, quick: bool, command: str, cfgs: dict, how: di
             pass
     if trained:
         L.append(f"- the runs were trained with: {'; '.join(sorted(trained))}")
-    L.append(f"- this report took {elapsed:.0f} s to make\n")
+    trained_here = [n for n in cfgs if how[n] != "reused"]
+    L.append(f"- making this report took {elapsed:.0f} s"
+             + (f" (including training {', '.join(trained_here)})\n" if trained_here else " (runs reused, no training)\n"))
     L.append("Commands:\n")
     L.append("```sh")
     L.append(command)
