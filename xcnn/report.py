@@ -194,7 +194,7 @@ def map_figures(run_dir: Path, out: Path, snapshots, *, standins=None, dataset: 
         for layer, what in MAP_LAYERS.items():
             r = feature_maps(net, images, layer)
             C, H, W = r["maps"].shape[1:]
-            when = f"after {ep} epoch{'s' if ep != 1 else ''}"
+            when = "before training (epoch 0)" if ep == 0 else f"after {ep} epoch{'s' if ep != 1 else ''}"
             if standins:
                 when += f" (quick run; stands in for epoch {standins[ep]})"
             stem = f"maps_{layer}_epoch{ep:03d}"
@@ -330,7 +330,9 @@ def write_report_md(out: Path, *, quick: bool, command: str, cfgs: dict, how: di
              "passed through the CNN's snapshot after each epoch shown. Each row is one digit: the input, then its "
              "maps on one colour scale shared along the row (colorbar at the right); the row title gives the "
              "network's prediction and its softmax probability (red when wrong). The arrays drawn are saved "
-             "beside each figure as `.npz`.\n")
+             "beside each figure as `.npz`. The frame along the edges of many maps is the zero padding: the "
+             "images' background is −0.5 after normalisation, so the padded zeros look like faint ink to the "
+             "kernels.\n")
     for m in maps:
         ok = int((m["pred"] == m["labels"]).sum())
         L.append(f"![{m['layer']} after {m['epoch']} epochs]({m['png'].name})\n")
