@@ -120,8 +120,15 @@ def test_table_has_the_three_networks_with_their_parameter_counts_and_run_accura
         assert row[col["epochs to reach 98 %"]] == (str(reach) if reach else "—")
     ref = {n: cells[n][col["report: test accuracy"]] for n in NETS}
     assert ref["seed-cnn"].startswith("98.54") and ref["mlp2"].startswith("98.33") and ref["mlp1"].startswith("98.00")
-    csv_rows = (quick / "out" / "table.csv").read_text().splitlines()
-    assert len(csv_rows) == 4 and csv_rows[1].startswith("seed-cnn,")
+    import csv
+
+    with open(quick / "out" / "table.csv", newline="") as fh:
+        csv_rows = list(csv.DictReader(fh))
+    assert [r["network"] for r in csv_rows] == list(NETS)
+    for r in csv_rows:
+        m = json.loads((quick / "runs" / f"{r['network']}-quick" / "metrics.json").read_text())
+        assert int(r["parameters"]) == m["parameters"] == int(PARAMS[r["network"]].replace(",", ""))
+        assert float(r["test accuracy (final)"]) == round(100 * m["final_test_acc"], 2)
 
 
 @pytest.mark.parametrize("epoch", [0, 1, 2])
