@@ -332,7 +332,10 @@ def write_report_md(out: Path, *, quick: bool, command: str, cfgs: dict, how: di
         cmp = [f"{n} {100 * m['final_test_acc']:.2f} % vs. {NETWORKS[n]['report_acc']:.2f} % "
                f"({100 * m['final_test_acc'] - NETWORKS[n]['report_acc']:+.2f} points)" for n, m in metrics.items()]
         L.append("Final test accuracy here vs. the report: " + "; ".join(cmp) + ". The gap between final and best "
-                 "accuracy is the epoch-to-epoch noise of SGD at lr 0.1 without a learning-rate schedule.\n")
+                 "accuracy is the epoch-to-epoch noise of SGD at lr 0.1 without a learning-rate schedule."
+                 + (" Why the MLPs land below the report, and the settings that close the gap: "
+                    "[../accuracy/README.md](../accuracy/README.md)."
+                    if (out.parent / "accuracy" / "README.md").is_file() else "") + "\n")
     if not quick and any(m["device"] == "cpu" for m in metrics.values()):
         L.append("CPU timings depend on what else the machine ran: the runs may have shared its cores.\n")
     L.append("## Training curves\n")
