@@ -8,8 +8,21 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-__all__ = ["read_csv", "training_curves", "save_figure"]
+__all__ = ["read_csv", "training_curves", "save_figure", "running_mean"]
+
+
+def running_mean(values, width: int) -> np.ndarray:
+    """Trailing mean over ``width`` points (shorter at the start), for readable noisy curves."""
+    v = np.asarray(values, dtype=np.float64)
+    if width <= 1 or len(v) == 0:
+        return v
+    c = np.cumsum(np.insert(v, 0, 0.0))
+    idx = np.arange(1, len(v) + 1)
+    lo = np.maximum(idx - width, 0)
+    return (c[idx] - c[lo]) / (idx - lo)
 
 
 def read_csv(path) -> list[dict]:
@@ -41,13 +54,19 @@ def training_curves(run_dir, title: str = "") -> list[Path]:
     if it:
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
         x = [r["iteration"] for r in it]
-        a1.plot(x, [r["train_loss"] for r in it], lw=0.6, color="tab:blue")
-        a1.set(xlabel="iteration", ylabel="training loss (window mean)", title="loss per iteration")
+        loss = [r["train_loss"] for r in it]
+        acc = [100 * r["train_acc"] for r in it]
+        smooth = max(1, len(it) // 100)  # ~100 windows' worth of points per running mean
+        a1.plot(x, loss, lw=0.4, alpha=0.35, color="tab:blue", label="per logged window")
+        a1.plot(x, running_mean(loss, smooth), lw=1.4, color="tab:blue", label=f"running mean of {smooth}")
+        a1.set(xlabel="iteration", ylabel="training loss", title="loss per iteration")
         a1.set_yscale("log")
-        a2.plot(x, [100 * r["train_acc"] for r in it], lw=0.6, color="tab:green")
+        a2.plot(x, acc, lw=0.4, alpha=0.35, color="tab:green", label="per logged window")
+        a2.plot(x, running_mean(acc, smooth), lw=1.4, color="tab:green", label=f"running mean of {smooth}")
         a2.set(xlabel="iteration", ylabel="training accuracy (%)", title="accuracy per iteration")
         for a in (a1, a2):
             a.grid(alpha=0.3)
+            a.legend(fontsize=8)
         fig.suptitle(f"{title} — per iteration".strip(" —"))
         written.append(save_figure(fig, run_dir / "curves_iteration.png"))
     if ep:
@@ -62,6 +81,7 @@ def training_curves(run_dir, title: str = "") -> list[Path]:
         for a in (a1, a2):
             a.grid(alpha=0.3)
             a.legend()
+            a.xaxis.set_major_locator(MaxNLocator(integer=True))
         fig.suptitle(f"{title} — per epoch".strip(" —"))
         written.append(save_figure(fig, run_dir / "curves_epoch.png"))
     return written
