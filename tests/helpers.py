@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 from xcnn.backend import get_device, gpu_unavailable_reason, to_host
 
@@ -31,3 +32,25 @@ def assert_close(actual, expected, dtype=None, rtol=None, atol=None):
     dt = np.dtype(dtype if dtype is not None else a.dtype)
     r, t = TOL[dt]
     np.testing.assert_allclose(a, e, rtol=r if rtol is None else rtol, atol=t if atol is None else atol)
+
+
+@st.composite
+def conv_case(draw, max_size: int = 9):
+    """``(N, C, H, W, O, k, s, p)``: kernels 1/3/5/7, padding 0-3, stride 1-3, batch 1-3, non-square inputs."""
+    k = draw(st.sampled_from([1, 3, 5, 7]))
+    p = draw(st.integers(0, 3))
+    s = draw(st.integers(1, 3))
+    H = draw(st.integers(max(1, k - 2 * p), max_size))
+    W = draw(st.integers(max(1, k - 2 * p), max_size))
+    return draw(st.integers(1, 3)), draw(st.integers(1, 3)), H, W, draw(st.integers(1, 3)), k, s, p
+
+
+@st.composite
+def pool_case(draw, max_size: int = 9):
+    """``(N, C, H, W, k, s, p)``: windows 1-4, padding up to half the window, stride 1-3."""
+    k = draw(st.integers(1, 4))
+    p = draw(st.integers(0, k // 2))
+    s = draw(st.integers(1, 3))
+    H = draw(st.integers(max(1, k - 2 * p), max_size))
+    W = draw(st.integers(max(1, k - 2 * p), max_size))
+    return draw(st.integers(1, 3)), draw(st.integers(1, 3)), H, W, k, s, p

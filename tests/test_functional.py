@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import BACKENDS, DTYPES, assert_close, dev
+from helpers import BACKENDS, DTYPES, assert_close, conv_case, dev, pool_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -101,32 +101,7 @@ def naive_pool_backward(dy, arg, x_shape, k, s, p, mode):
     return dx
 
 
-# ---------------------------------------------------------------- strategies
-
-@st.composite
-def conv_case(draw):
-    k = draw(st.sampled_from([1, 3, 5, 7]))
-    p = draw(st.integers(0, 3))
-    s = draw(st.integers(1, 3))
-    H = draw(st.integers(max(1, k - 2 * p), 9))
-    W = draw(st.integers(max(1, k - 2 * p), 9))
-    N = draw(st.integers(1, 3))
-    C = draw(st.integers(1, 3))
-    O = draw(st.integers(1, 3))
-    return N, C, H, W, O, k, s, p
-
-
-@st.composite
-def pool_case(draw):
-    k = draw(st.integers(1, 4))
-    p = draw(st.integers(0, k // 2))
-    s = draw(st.integers(1, 3))
-    H = draw(st.integers(max(1, k - 2 * p), 9))
-    W = draw(st.integers(max(1, k - 2 * p), 9))
-    N = draw(st.integers(1, 3))
-    C = draw(st.integers(1, 3))
-    return N, C, H, W, k, s, p
-
+# ---------------------------------------------------------------- inputs
 
 def distinct_values(rng, shape):
     """Values with no ties and gaps >= 1e-3 (so max-pool has a unique winner, FD steps cannot flip it)."""

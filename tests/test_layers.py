@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import BACKENDS, dev
+from helpers import BACKENDS, conv_case, dev, pool_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,19 +55,9 @@ def check_layer(layer, x, d, rng):
         np.testing.assert_allclose(analytic[p.name], num, rtol=1e-6, atol=1e-7, err_msg=p.name)
 
 
-@st.composite
-def conv_layer_case(draw):
-    k = draw(st.sampled_from([1, 3, 5, 7]))
-    p = draw(st.integers(0, 3))
-    s = draw(st.integers(1, 3))
-    H = draw(st.integers(max(1, k - 2 * p), 8))
-    W = draw(st.integers(max(1, k - 2 * p), 8))
-    return draw(st.integers(1, 2)), draw(st.integers(1, 2)), H, W, draw(st.integers(1, 3)), k, s, p
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=12, deadline=None)
-@given(case=conv_layer_case(), seed=st.integers(0, 2**31), bias=st.booleans())
+@given(case=conv_case(max_size=8), seed=st.integers(0, 2**31), bias=st.booleans())
 def test_conv2d_gradients_match_finite_differences(backend, case, seed, bias):
     N, C, H, W, O, k, s, p = case
     rng = np.random.default_rng(seed)
@@ -105,20 +95,10 @@ def test_elementwise_and_reshape_gradients(backend, cls, shape, seed):
     check_layer(cls(), x, dev(backend), rng)
 
 
-@st.composite
-def pool_layer_case(draw):
-    k = draw(st.integers(1, 4))
-    p = draw(st.integers(0, k // 2))
-    s = draw(st.integers(1, 3))
-    H = draw(st.integers(max(1, k - 2 * p), 8))
-    W = draw(st.integers(max(1, k - 2 * p), 8))
-    return draw(st.integers(1, 2)), draw(st.integers(1, 2)), H, W, k, s, p
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("cls", [L.AvgPool2D, L.MaxPool2D])
 @settings(max_examples=12, deadline=None)
-@given(case=pool_layer_case(), seed=st.integers(0, 2**31))
+@given(case=pool_case(max_size=8), seed=st.integers(0, 2**31))
 def test_pool_gradients_match_finite_differences(backend, cls, case, seed):
     N, C, H, W, k, s, p = case
     rng = np.random.default_rng(seed)
