@@ -72,20 +72,23 @@ def _interrupt_at(step_no):
     return progress
 
 
-@pytest.mark.parametrize("stop_step", [2, 5])  # mid-epoch 1 (log points every 3 steps) and mid-epoch 2
-def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path, stop_step):
+@pytest.mark.parametrize("stop_step, schedule", [(2, "constant"), (5, "constant"), (5, "cosine")])
+def test_interrupted_and_resumed_run_ends_bit_identical(tmp_path, stop_step, schedule):
+    """Stopped mid-epoch 1 (log points every 3 steps) or mid-epoch 2, then resumed: same final weights."""
     arrays = synthetic()
-    full = fit(cfg(tmp_path / "a", epochs=3, momentum=0.9), arrays=arrays, log=lambda *a: None)
-    part = fit(cfg(tmp_path / "b", epochs=3, momentum=0.9), arrays=arrays, log=lambda *a: None,
+    full = fit(cfg(tmp_path / "a", epochs=3, momentum=0.9, lr_schedule=schedule), arrays=arrays, log=lambda *a: None)
+    part = fit(cfg(tmp_path / "b", epochs=3, momentum=0.9, lr_schedule=schedule), arrays=arrays, log=lambda *a: None,
                progress=_interrupt_at(stop_step))
     assert part.status == "interrupted"
     meta = load_checkpoint(Path(part.out) / "checkpoint.npz")["meta"]
     assert meta["batch"] > 0 or meta["epoch"] > 0
     with pytest.raises(TrainingError, match="already holds a run"):
-        fit(cfg(tmp_path / "b", epochs=3, momentum=0.9), arrays=arrays, log=lambda *a: None)
+        fit(cfg(tmp_path / "b", epochs=3, momentum=0.9, lr_schedule=schedule), arrays=arrays, log=lambda *a: None)
     with pytest.raises(TrainingError, match="settings differ.*lr was 0.1, now 0.2"):
-        fit(cfg(tmp_path / "b", epochs=3, momentum=0.9, lr=0.2), arrays=arrays, resume=True, log=lambda *a: None)
-    done = fit(cfg(tmp_path / "b", epochs=3, momentum=0.9), arrays=arrays, resume=True, log=lambda *a: None)
+        fit(cfg(tmp_path / "b", epochs=3, momentum=0.9, lr=0.2, lr_schedule=schedule), arrays=arrays, resume=True,
+            log=lambda *a: None)
+    done = fit(cfg(tmp_path / "b", epochs=3, momentum=0.9, lr_schedule=schedule), arrays=arrays, resume=True,
+               log=lambda *a: None)
     assert done.status == "completed" and done.epochs_done == 3
     wa, wb = weights(Path(full.out) / "checkpoint.npz"), weights(Path(done.out) / "checkpoint.npz")
     assert wa.keys() == wb.keys()
@@ -117,9 +120,20 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
     assert json.loads((Path(res.out) / "metrics.json").read_text())["status"] == "diverged"
 
 
+def test_cosine_schedule_decays_to_zero_over_the_run():
+    from xcnn.trainer import lr_at
+
+    c = RunConfig(lr=0.2, lr_schedule="cosine")
+    assert lr_at(c, 0, 100) == pytest.approx(0.2)
+    assert lr_at(c, 50, 100) == pytest.approx(0.1)
+    assert lr_at(c, 100, 100) == pytest.approx(0.0, abs=1e-15)
+    assert lr_at(RunConfig(lr=0.2), 77, 100) == 0.2
+
+
 def test_bad_settings_are_refused(tmp_path):
     for kw, msg in [(dict(epochs=-1), "--epochs must be >= 0"), (dict(batch_size=0), "--batch-size"),
-                    (dict(lr=0.0), "--lr must be a positive"), (dict(optimizer="rmsprop"), "--optimizer")]:
+                    (dict(lr=0.0), "--lr must be a positive"), (dict(optimizer="rmsprop"), "--optimizer"),
+                    (dict(lr_schedule="linear"), "--lr-schedule must be one of")]:
         with pytest.raises(TrainingError, match=msg):
             fit(cfg(tmp_path, **kw), arrays=synthetic(), log=lambda *a: None)
     with pytest.raises(TrainingError, match="no checkpoint"):

@@ -69,6 +69,7 @@ def train(
     epochs: int = typer.Option(30, help="number of epochs"),
     batch_size: int = typer.Option(50, help="mini-batch size"),
     lr: float = typer.Option(0.1, help="learning rate"),
+    lr_schedule: str = typer.Option("constant", help="constant, or cosine (decays to 0 over all epochs)"),
     momentum: float = typer.Option(1e-3, help="SGD momentum (the report's 1e-3)"),
     weight_decay: float = typer.Option(1e-3, help="L2 weight decay, biases included"),
     optimizer: str = typer.Option("sgd", help="sgd or adam"),
@@ -99,7 +100,7 @@ def train(
                     weight_decay=weight_decay, optimizer=optimizer.lower(), seed=seed, device=device,
                     data_dir=data_dir, out=out or f"runs/{model}", log_every=log_every,
                     save_epochs=_parse_epochs_list(save_epochs), train_limit=train_limit, test_limit=test_limit,
-                    dtype="float64" if float64 else "float32", init=init)
+                    dtype="float64" if float64 else "float32", init=init, lr_schedule=lr_schedule)
     console = Console(soft_wrap=True)  # long lines (the resume command) must stay copy-pastable
     try:
         from .data import DataError

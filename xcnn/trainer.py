@@ -63,6 +63,7 @@ class RunConfig:
     train_limit: int | None = None  # use only the first N training images (tests, quick runs)
     test_limit: int | None = None
     dtype: str = "float32"
+    lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi * t / T)) / 2 over all T steps
     init: str | None = None  # None: the preset's default ("report" for the report's networks)
 
     def check(self):
@@ -78,12 +79,14 @@ class RunConfig:
             raise TrainingError(f"--log-every must be >= 1, got {self.log_every}")
         if self.optimizer not in ("sgd", "adam"):
             raise TrainingError(f"--optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise TrainingError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.dtype not in ("float32", "float64"):
             raise TrainingError(f"dtype must be float32 or float64, got {self.dtype!r}")
 
     # settings that must agree for --resume to continue the same run
     RESUME_KEYS = ("model", "dataset", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "seed",
-                   "train_limit", "test_limit", "dtype", "log_every", "init")
+                   "train_limit", "test_limit", "dtype", "log_every", "init", "lr_schedule")
 
 
 @dataclass
@@ -95,6 +98,17 @@ class RunResult:
     out: Path
     history: list[dict]
     message: str = ""
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_at(cfg: RunConfig, step: int, total_steps: int) -> float:
+    """The learning rate for 0-based training step ``step`` of ``total_steps``: a pure function, so a
+    resumed run uses exactly the rates an uninterrupted one would."""
+    if cfg.lr_schedule == "cosine" and total_steps > 0:
+        return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+    return cfg.lr
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -157,7 +171,7 @@ def _write_csv(path: Path, rows: list[dict], fields: list[str]):
 
 
 ITER_FIELDS = ["iteration", "epoch", "train_loss", "train_acc"]
-EPOCH_FIELDS = ["epoch", "iteration", "train_loss", "train_acc", "test_loss", "test_acc", "train_seconds",
+EPOCH_FIELDS = ["epoch", "iteration", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "train_seconds",
                 "eval_seconds", "images_per_second"]
 
 
@@ -216,6 +230,8 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
             raise TrainingError(f"--resume: {out / 'config.json'} is missing or unreadable ({exc})") from None
         diff = {k: (saved_cfg.get(k), getattr(cfg, k)) for k in RunConfig.RESUME_KEYS
                 if saved_cfg.get(k) != getattr(cfg, k)}
+        if cfg.lr_schedule != "constant" and saved_cfg.get("epochs") != cfg.epochs:
+            diff["epochs"] = (saved_cfg.get("epochs"), cfg.epochs)  # the schedule spans all epochs
         if diff:
             raise TrainingError("--resume: settings differ from the interrupted run: " + ", ".join(
                 f"{k} was {a!r}, now {b!r}" for k, (a, b) in diff.items()) + " (use the same flags, or a new --out)")
@@ -301,6 +317,8 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
                 xb, yb = X[idx], Y[idx]
                 logits = net.forward(xb)
                 loss = loss_fn.forward(logits, yb)
+                if cfg.lr_schedule != "constant":
+                    opt.lr = lr_at(cfg, iteration, cfg.epochs * steps_per_epoch)
                 opt.zero_grad()
                 net.backward(loss_fn.backward())
                 opt.step()
@@ -341,7 +359,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
             test_loss, test_acc = evaluate_arrays(net, XT, YT)
             eval_s = time.perf_counter() - t1
             seen = max(run_acc["seen"], 1)
-            row = {"epoch": epoch + 1, "iteration": iteration, "train_loss": run_acc["loss"] / seen,
+            row = {"epoch": epoch + 1, "iteration": iteration, "lr": opt.lr, "train_loss": run_acc["loss"] / seen,
                    "train_acc": run_acc["correct"] / seen, "test_loss": test_loss, "test_acc": test_acc,
                    "train_seconds": train_s, "eval_seconds": eval_s,
                    "images_per_second": n / train_s if train_s > 0 else None}
