@@ -7,6 +7,9 @@ ops and the seed CNN on CPU vs GPU (and PyTorch + cuDNN when it imports), and wr
     python scripts/gpu_check.py OUTDIR --dry-run  # anywhere: skips every GPU part, says so
 
 Dry mode is also chosen automatically when no GPU is usable (the reason is recorded).
+The GPU machine has no network: tests that train on MNIST read it from ``.xcnn-data/mnist``
+when that folder exists (copy ``../shared/data/mnist/*.gz`` there and name ``.xcnn-data`` in
+the device tool's ``carry``); ``$XCNN_DATA`` wins when set.
 Timings use synthetic MNIST-shaped data (1x28x28, 10 classes): speed does not depend on
 pixel values. Per-epoch times are measured over a few steps and scaled to 60,000 images.
 """
@@ -256,6 +259,8 @@ def main(argv=None) -> int:
         report["pytest"] = {"skipped": "dry run (run pytest directly on a CPU machine)" if dry else "--skip-pytest"}
     else:
         envp = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        if "XCNN_DATA" not in envp and (ROOT / ".xcnn-data").is_dir():
+            envp["XCNN_DATA"] = str(ROOT / ".xcnn-data")  # carried MNIST: the machine cannot fetch it
         report["pytest"] = _sh([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                                 f"--junitxml={args.outdir.resolve() / 'pytest.xml'}"],
                                timeout=args.pytest_timeout, env=envp)
