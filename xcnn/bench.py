@@ -248,11 +248,13 @@ def profile(model, batch, device, steps):
     for _ in range(3):
         xr.step()
     prof = _Profiler(xr.sync)
-    for name in ("im2col",):
-        prof.wrap(F, name, "im2col")
+    for name in ("im2col", "_im2col_pad", "_im2col_fill"):
+        if hasattr(F, name):
+            prof.wrap(F, name, "im2col")
     prof.wrap(F, "col2im", "col2im")
-    for name in ("conv2d_forward", "conv2d_backward"):
-        prof.wrap(F, name, "GEMM (conv, incl. bias)")
+    for name in ("conv2d_forward", "conv2d_backward", "_gemm"):
+        if hasattr(F, name):
+            prof.wrap(F, name, "GEMM (conv, incl. bias)")
     for name in ("avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward", "max_pool2d_backward"):
         prof.wrap(F, name, "pooling")
     prof.wrap(F, "softmax_cross_entropy", "loss (softmax CE)")

@@ -126,6 +126,30 @@ def _window_view(xpad_cnhw, KH, KW, SH, SW, OH, OW):
     )
 
 
+#: Bytes of column data the CPU convolution fills and multiplies at a time: a chunk of samples whose
+#: columns stay in the L2 cache between im2col writing them and the GEMM reading them.
+CHUNK_BYTES = 1 << 19
+
+
+def _chunk_samples(rows: int, pixels: int, itemsize: int) -> int:
+    """How many samples' columns (``rows`` x ``pixels`` each) fit in :data:`CHUNK_BYTES`."""
+    return max(1, CHUNK_BYTES // max(1, rows * pixels * itemsize))
+
+
+def _im2col_pad(x, PH, PW, ws):
+    """Copy ``x (N, C, H, W)`` into a reused zero-bordered CNHW buffer ``(C, N, H+2PH, W+2PW)``."""
+    N, C, H, W = x.shape
+    # The border is written once (zeros) and never touched again.
+    xpad = _get(ws, "im2col_pad", (C, N, H + 2 * PH, W + 2 * PW), x.dtype, np)
+    xpad[:, :, PH:PH + H, PW:PW + W] = x.transpose(1, 0, 2, 3)
+    return xpad
+
+
+def _im2col_fill(col6, win, n0, n1):
+    """Columns of samples ``n0:n1``: copy the strided window view into the column buffer."""
+    np.copyto(col6[:, :, :, n0:n1], win[:, :, :, n0:n1])
+
+
 def im2col(x, kernel_size, stride=1, padding=0, ws=None):
     """Unfold ``x (N, C, H, W)`` into columns ``(C*KH*KW, N*OH*OW)``.
 
@@ -137,11 +161,9 @@ def im2col(x, kernel_size, stride=1, padding=0, ws=None):
     KH, KW, SH, SW, PH, PW, OH, OW = conv_geometry(H, W, kernel_size, stride, padding, "im2col")
     if xp is not np:
         return _cuda().im2col(x, KH, KW, SH, SW, PH, PW, OH, OW)
-    # Pad into a reused CNHW buffer: the border is written once (zeros) and never touched again.
-    xpad = _get(ws, "im2col_pad", (C, N, H + 2 * PH, W + 2 * PW), x.dtype, np)
-    xpad[:, :, PH:PH + H, PW:PW + W] = x.transpose(1, 0, 2, 3)
+    xpad = _im2col_pad(x, PH, PW, ws)
     col = _get(ws, "im2col_col", (C * KH * KW, N * OH * OW), x.dtype, np)
-    np.copyto(col.reshape(C, KH, KW, N, OH, OW), _window_view(xpad, KH, KW, SH, SW, OH, OW))
+    _im2col_fill(col.reshape(C, KH, KW, N, OH, OW), _window_view(xpad, KH, KW, SH, SW, OH, OW), 0, N)
     return col
 
 
@@ -178,14 +200,37 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
     O = weight.shape[0]
     KH, KW = weight.shape[2:]
     _, _, SH, SW, PH, PW, OH, OW = conv_geometry(x.shape[2], x.shape[3], (KH, KW), stride, padding)
-    col = im2col(x, (KH, KW), (SH, SW), (PH, PW), ws=ws)
-    y2 = weight.reshape(O, -1) @ col  # (O, N*OH*OW): one GEMM for the whole batch
-    if bias is not None:
-        y2 += bias.reshape(O, 1)
-    y = y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)
     if xp is not np:
-        y = xp.ascontiguousarray(y)
-    return y, col
+        col = im2col(x, (KH, KW), (SH, SW), (PH, PW), ws=ws)
+        y2 = weight.reshape(O, -1) @ col  # (O, N*OH*OW): one GEMM for the whole batch
+        if bias is not None:
+            y2 += bias.reshape(O, 1)
+        return xp.ascontiguousarray(y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)), col
+    # CPU: the same single column buffer and output layout, but filled and multiplied a chunk of
+    # samples at a time, so each chunk's columns are still in cache when the GEMM reads them.
+    C = x.shape[1]
+    P = OH * OW
+    xpad = _im2col_pad(x, PH, PW, ws)
+    win = _window_view(xpad, KH, KW, SH, SW, OH, OW)
+    col = _get(ws, "im2col_col", (C * KH * KW, N * P), x.dtype, np)
+    col6 = col.reshape(C, KH, KW, N, OH, OW)
+    y2 = np.empty((O, N * P), dtype=np.result_type(weight.dtype, x.dtype))
+    w2 = weight.reshape(O, -1)
+    b2 = None if bias is None else bias.reshape(O, 1)
+    step = _chunk_samples(C * KH * KW, P, col.itemsize)
+    for n0 in range(0, N, step):
+        n1 = min(N, n0 + step)
+        _im2col_fill(col6, win, n0, n1)
+        out = y2[:, n0 * P:n1 * P]
+        _gemm(w2, col[:, n0 * P:n1 * P], out)
+        if b2 is not None:
+            out += b2
+    return y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3), col
+
+
+def _gemm(a, b, out):
+    """``out[...] = a @ b`` (a named function so ``--profile`` can time the GEMMs alone)."""
+    np.matmul(a, b, out=out)
 
 
 def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True, need_bias=True, ws=None):
@@ -235,7 +280,7 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
     for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
         win = xpad[:, :, hs, wsl]
         if y is None:
-            y = win.copy()
+            y = win.copy(order="K")  # keeps the input's memory order (CNHW after a conv): no transpose
         else:
             y += win
     y *= x.dtype.type(1.0 / (KH * KW))
@@ -249,13 +294,16 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, ws=Non
     KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "avg_pool2d")
     if xp is not np:
         return _cuda().avg_pool_backward(dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    g = dy * dy.dtype.type(1.0 / (KH * KW))
+    scale = dy.dtype.type(1.0 / (KH * KW))
     if SH == KH and SW == KW and PH == 0 and PW == 0 and OH * KH == H and OW * KW == W:
         # Non-overlapping windows tiling the input: every input pixel gets exactly one value.
-        dx = np.empty(x_shape, dtype=dy.dtype)
+        # dx keeps dy's memory order (CNHW when dy came from a conv's col2im), so the conv
+        # below reads it as its (O, N*OH*OW) matrix without a transpose copy.
+        dx = np.empty_like(dy, shape=tuple(x_shape))
         for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
-            dx[:, :, hs, wsl] = g
+            np.multiply(dy, scale, out=dx[:, :, hs, wsl])
         return dx
+    g = dy * scale
     dpad = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dy.dtype)
     for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
         dpad[:, :, hs, wsl] += g
