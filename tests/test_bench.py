@@ -1,0 +1,121 @@
+"""The benchmark CLI writes the expected report, and the chunked CPU paths it relies on equal
+the whole-batch ones (and naive loops). No timed assertions: speed is the benchmark's business."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import assert_close
+from test_functional import naive_conv, naive_conv_backward, naive_pool
+
+from xcnn import functional as F
+from xcnn.layers import AvgPool2D, Conv2D
+
+ROOT = Path(__file__).resolve().parent.parent
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_bench_quick_writes_json_and_markdown(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "xcnn.bench", "--quick", "--out", str(tmp_path), "--models", "seed-cnn,mlp1",
+           "--batches", "8,16", "--profile"]
+    if not HAS_TORCH:
+        cmd.append("--no-torch")
+    p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    res = json.loads((tmp_path / "bench-cpu.json").read_text())
+    for key in ("started", "device", "spec", "command", "runs", "memory", "seconds"):
+        assert key in res
+    run = res["runs"][0]
+    m = run["machine"]
+    for key in ("cpu", "cores", "numpy", "threads", "env", "torch"):
+        assert key in m
+    assert m["threads"] == 2
+    assert [(r["model"], r["batch"]) for r in run["rows"]] == [("seed-cnn", 8), ("seed-cnn", 16),
+                                                              ("mlp1", 8), ("mlp1", 16)]
+    for r in run["rows"]:
+        x = r["xcnn"]
+        assert 0 < x["epoch_s_min"] <= x["epoch_s_median"] and x["images_per_s"] > 0
+        assert len(x["epoch_s_all"]) == r["repeats"] >= 1
+        if HAS_TORCH:
+            assert r["torch"]["epoch_s_median"] > 0 and r["ratio_median"] > 0 and isinstance(r["met"], bool)
+        else:
+            assert "torch" not in r
+    assert run["profiles"] and {o["op"] for o in run["profiles"][0]["ops"]} >= {"im2col", "pooling", "optimizer"}
+    xm = [r for r in res["memory"] if r["framework"] == "xcnn"][0]
+    assert xm["peak_rss_bytes"] >= xm["peak_rss_before_training_bytes"] > 0
+    md = (tmp_path / "bench-cpu.md").read_text()
+    assert "| model | batch |" in md and "Peak memory" in md and "## Machine" in md
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    """Force a chunk of one or two samples, so every batch below is cut into several chunks."""
+    monkeypatch.setattr(F, "CHUNK_BYTES", 1)
+    return F
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geom", [(3, 2, 7, 6, 4, 3, 1, 1), (5, 1, 9, 9, 3, 5, 2, 2), (2, 3, 6, 5, 2, 1, 1, 0),
+                                  (4, 2, 8, 8, 3, 3, 3, 2)])
+def test_chunked_conv_equals_whole_batch_and_naive(tiny_chunks, dtype, geom):
+    N, C, H, W, O, k, s, p = geom
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((N, C, H, W)).astype(dtype)
+    w = rng.standard_normal((O, C, k, k)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    y, col = F.conv2d_forward(x, w, b, s, p, ws=F.Workspace())
+    assert_close(y, naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), s, p), dtype)
+    assert_close(col, F.im2col(x, k, s, p), dtype)  # the chunk-filled columns equal a whole-batch im2col
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    dx, dw, db = F.conv2d_backward(dy, col, x.shape, w, s, p)
+    rdx, rdw, rdb = naive_conv_backward(x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64), s, p)
+    assert_close(dx, rdx, dtype)
+    assert_close(dw, rdw, dtype)
+    assert_close(db, rdb, dtype)
+    big = F.CHUNK_BYTES
+    tiny_chunks.CHUNK_BYTES = 1 << 30  # one chunk: the whole batch
+    y1, _ = F.conv2d_forward(x, w, b, s, p)
+    np.testing.assert_allclose(y, y1, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-6)
+    tiny_chunks.CHUNK_BYTES = big
+
+
+def test_conv_layer_reuses_workspace_across_steps_with_chunks(tiny_chunks):
+    """Two steps through one layer (shared workspace, chunked fill) give what fresh layers give."""
+    rng = np.random.default_rng(2)
+    layer = Conv2D(2, 3, 3, padding=1, rng=np.random.default_rng(0), dtype=np.float64)
+    for n in (3, 5, 3):
+        x = rng.standard_normal((n, 2, 6, 6))
+        y = layer.forward(x)
+        ref = naive_conv(x, layer.weight.data, layer.bias.data, 1, 1)
+        np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-12)
+        dy = rng.standard_normal(y.shape)
+        dx = layer.backward(dy)
+        rdx, rdw, _ = naive_conv_backward(x, layer.weight.data, dy, 1, 1)
+        np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(layer.weight.grad, rdw, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", ["nchw", "cnhw"])
+def test_avg_pool_keeps_memory_order_and_values(order):
+    """Pooling keeps a CNHW-ordered input's order (what a conv hands it) and still computes the same."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 4, 8, 6))
+    if order == "cnhw":
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    pool = AvgPool2D(2)
+    y = pool.forward(x)
+    np.testing.assert_allclose(y, naive_pool(x, 2, 2, 0, "avg")[0], rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    if order == "cnhw":
+        dy = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    dx = pool.backward(dy)
+    np.testing.assert_allclose(dx, np.repeat(np.repeat(dy, 2, axis=2), 2, axis=3) / 4, rtol=1e-12, atol=1e-12)
+    if order == "cnhw":
+        assert dx.transpose(1, 0, 2, 3).flags.c_contiguous  # conv backward reads it without a copy
