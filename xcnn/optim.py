@@ -90,6 +90,11 @@ class Optimizer:
         return self
 
 
+def _multiply(a, b, out):
+    """``out[...] = a * b`` on the arrays' own module (NumPy or CuPy)."""
+    get_array_module(a, out).multiply(a, b, out=out)
+
+
 class SGD(Optimizer):
     """SGD with momentum and L2 weight decay in the report's form (see module docstring)."""
 
@@ -107,13 +112,27 @@ class SGD(Optimizer):
             d = p.data
             t = d.dtype.type
             v = self._buffer("velocity", p)
-            # v = m*v + g + wd*p, done in place without temporaries of the parameter's size
+            s = self._scratch(p)
+            # v = m*v + g + wd*p; p -= lr*v -- in place, the products go through a reused scratch
+            # buffer (a fresh temporary of a big layer's size costs an mmap and page faults per step)
             v *= t(self.momentum)
             v += p.grad
             if self.weight_decay:
-                v += t(self.weight_decay) * d
-            d -= t(self.lr) * v
+                _multiply(d, t(self.weight_decay), s)
+                v += s
+            _multiply(v, t(self.lr), s)
+            d -= s
         self.steps += 1
+
+    def _scratch(self, p):
+        """A per-parameter temporary (not optimizer state: never saved, contents meaningless)."""
+        bufs = self.__dict__.setdefault("_scratch_bufs", {})
+        b = bufs.get(p.name)
+        if b is None or b.shape != p.data.shape or b.dtype != p.data.dtype \
+                or get_array_module(b) is not get_array_module(p.data):
+            b = get_array_module(p.data).empty_like(p.data)
+            bufs[p.name] = b
+        return b
 
 
 class Adam(Optimizer):
