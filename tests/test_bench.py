@@ -119,3 +119,42 @@ def test_avg_pool_keeps_memory_order_and_values(order):
     np.testing.assert_allclose(dx, np.repeat(np.repeat(dy, 2, axis=2), 2, axis=3) / 4, rtol=1e-12, atol=1e-12)
     if order == "cnhw":
         assert dx.transpose(1, 0, 2, 3).flags.c_contiguous  # conv backward reads it without a copy
+
+
+@pytest.mark.parametrize("shape", [(1024, 392, 10), (10, 1024, 392), (1024, 10, 392), (7, 5, 3), (200, 300, 400)])
+def test_matmul_cpu_pieces_equal_one_product(monkeypatch, shape):
+    """Skinny products cut along M or K (forced small pieces) equal one float64 product."""
+    monkeypatch.setattr(F, "SERIAL_GEMM_MNK", 257)
+    M, K, N = shape
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((M, K)), rng.standard_normal((K, N))
+    ref = a @ b
+    np.testing.assert_allclose(F.matmul_cpu(a, b), ref, rtol=1e-12, atol=1e-10)
+    out = np.full((M, N), np.nan)
+    assert F.matmul_cpu(a.T.copy().T, b, out=out) is out  # a non-contiguous view works too
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(F.matmul_cpu(a, b, accumulate_k=False), ref, rtol=1e-12, atol=1e-10)
+
+
+def test_chunked_linear_and_conv_training_step_matches_unchunked(monkeypatch):
+    """One SGD step of seed-cnn with tiny forced chunks equals the step with whole-batch GEMMs."""
+    from xcnn.models import build_model
+    from xcnn.optim import SGD
+
+    rng = np.random.default_rng(5)
+    x = rng.random((6, 1, 28, 28))
+    t = rng.integers(0, 10, 6)
+    results = []
+    for chunk, mnk in ((1, 257), (1 << 30, 1 << 62)):
+        monkeypatch.setattr(F, "CHUNK_BYTES", chunk)
+        monkeypatch.setattr(F, "SERIAL_GEMM_MNK", mnk)
+        net = build_model("seed-cnn", dtype=np.float64, seed=0)
+        opt = SGD(net.parameters(), lr=0.1, momentum=1e-3, weight_decay=1e-3)
+        for _ in range(2):
+            loss, g = F.softmax_cross_entropy(net.forward(x), t)
+            opt.zero_grad()
+            net.backward(g)
+            opt.step()
+        results.append([p.data.copy() for p in net.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

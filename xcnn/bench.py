@@ -251,7 +251,9 @@ def profile(model, batch, device, steps):
     for name in ("im2col", "_im2col_pad", "_im2col_fill"):
         if hasattr(F, name):
             prof.wrap(F, name, "im2col")
-    prof.wrap(F, "col2im", "col2im")
+    for name in ("col2im", "_col2im_add"):
+        if hasattr(F, name):
+            prof.wrap(F, name, "col2im")
     for name in ("conv2d_forward", "conv2d_backward", "_gemm"):
         if hasattr(F, name):
             prof.wrap(F, name, "GEMM (conv, incl. bias)")

@@ -131,9 +131,19 @@ def _window_view(xpad_cnhw, KH, KW, SH, SW, OH, OW):
 CHUNK_BYTES = 1 << 19
 
 
-def _chunk_samples(rows: int, pixels: int, itemsize: int) -> int:
-    """How many samples' columns (``rows`` x ``pixels`` each) fit in :data:`CHUNK_BYTES`."""
-    return max(1, CHUNK_BYTES // max(1, rows * pixels * itemsize))
+#: Largest ``M*N*K`` of one CPU convolution GEMM. The conv GEMMs are skinny (M = out_channels) and
+#: memory-bound: a second BLAS thread gains them nothing, while OpenBLAS hands any GEMM with
+#: ``M*N*K >= 2 * 65536 * 4`` to its thread pool, whose hand-off costs ~10x on a machine whose
+#: other core is busy. Chunks below this size run on the calling thread.
+SERIAL_GEMM_MNK = 1 << 19
+
+
+def _chunk_samples(rows: int, pixels: int, itemsize: int, out_rows: int = 1) -> int:
+    """How many samples' columns (``rows`` x ``pixels`` each) fit in :data:`CHUNK_BYTES` and keep
+    the chunk's GEMM (``out_rows`` x ``rows`` x samples*``pixels``) under :data:`SERIAL_GEMM_MNK`."""
+    by_bytes = CHUNK_BYTES // max(1, rows * pixels * itemsize)
+    by_flops = (SERIAL_GEMM_MNK - 1) // max(1, out_rows * rows * pixels)
+    return max(1, min(by_bytes, by_flops))
 
 
 def _im2col_pad(x, PH, PW, ws):
@@ -181,11 +191,7 @@ def col2im(col, x_shape, kernel_size, stride=1, padding=0, ws=None):
     if xp is not np:
         return _cuda().col2im(col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
     dpad = _get(ws, "col2im_pad", (C, N, H + 2 * PH, W + 2 * PW), col.dtype, np, zero=True)
-    c6 = col.reshape(C, KH, KW, N, OH, OW)
-    for kh in range(KH):
-        hs = slice(kh, kh + SH * (OH - 1) + 1, SH)
-        for kw in range(KW):
-            dpad[:, :, hs, kw:kw + SW * (OW - 1) + 1:SW] += c6[:, kh, kw]
+    _col2im_add(dpad, col.reshape(C, KH, KW, N, OH, OW), SH, SW)
     return dpad[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3)
 
 
@@ -217,7 +223,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
     y2 = np.empty((O, N * P), dtype=np.result_type(weight.dtype, x.dtype))
     w2 = weight.reshape(O, -1)
     b2 = None if bias is None else bias.reshape(O, 1)
-    step = _chunk_samples(C * KH * KW, P, col.itemsize)
+    step = _chunk_samples(C * KH * KW, P, col.itemsize, O)
     for n0 in range(0, N, step):
         n1 = min(N, n0 + step)
         _im2col_fill(col6, win, n0, n1)
@@ -233,18 +239,85 @@ def _gemm(a, b, out):
     np.matmul(a, b, out=out)
 
 
+def _skinny(M, N, K):
+    """A GEMM that is memory-bound (one side at most 32 wide) and big enough for OpenBLAS to thread."""
+    return min(M, N, K) <= 32 and M * N * K >= SERIAL_GEMM_MNK
+
+
+def matmul_cpu(a, b, out=None, accumulate_k=True):
+    """``a (M, K) @ b (K, N)`` on NumPy arrays; a skinny product is cut into pieces under
+    :data:`SERIAL_GEMM_MNK` (along M, else along K with the partial products summed) so it runs
+    on the calling thread. ``out`` (M, N), when given, receives the result."""
+    M, K = a.shape
+    N = b.shape[1]
+    if out is None:
+        out = np.empty((M, N), dtype=np.result_type(a.dtype, b.dtype))
+    if not _skinny(M, N, K):
+        np.matmul(a, b, out=out)
+        return out
+    if M >= K or not accumulate_k:  # rows are independent: split M
+        step = max(1, (SERIAL_GEMM_MNK - 1) // max(1, N * K))
+        for m0 in range(0, M, step):
+            np.matmul(a[m0:m0 + step], b, out=out[m0:m0 + step])
+        return out
+    step = max(1, (SERIAL_GEMM_MNK - 1) // max(1, M * N))  # split the inner dimension, sum the parts
+    part = np.empty_like(out)
+    np.matmul(a[:, :step], b[:step], out=out)
+    for k0 in range(step, K, step):
+        np.matmul(a[:, k0:k0 + step], b[k0:k0 + step], out=part)
+        out += part
+    return out
+
+
 def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True, need_bias=True, ws=None):
     """Gradients of :func:`conv2d_forward`: returns ``(dx or None, dweight, dbias or None)``."""
     xp = get_array_module(dy, col, weight)
     O, C, KH, KW = weight.shape
     dy2 = dy.transpose(1, 0, 2, 3).reshape(O, -1)  # free when dy came from our CNHW layout
-    dw = (dy2 @ col.T).reshape(weight.shape)
     db = dy2.sum(axis=1) if need_bias else None
-    dx = None
+    if xp is not np:
+        dw = (dy2 @ col.T).reshape(weight.shape)
+        dx = None
+        if need_dx:
+            dcol = weight.reshape(O, -1).T @ dy2
+            dx = col2im(dcol, x_shape, (KH, KW), stride, padding, ws=ws)
+        return dx, dw, db
+    # CPU: chunks of samples, as in the forward. dW accumulates over chunks; each chunk's dcol
+    # is folded into dx while still in cache, so no full-size dcol is ever allocated.
+    N, _, H, W = x_shape
+    KH, KW, SH, SW, PH, PW, OH, OW = conv_geometry(H, W, (KH, KW), stride, padding, "conv2d_backward")
+    P, R = OH * OW, C * KH * KW
+    if col.shape != (R, N * P) or dy2.shape != (O, N * P):
+        raise ValueError(f"conv2d_backward: columns {tuple(col.shape)} and gradient {tuple(dy.shape)} do not fit "
+                         f"input {tuple(x_shape)} and weight {tuple(weight.shape)}")
+    dt = np.result_type(dy.dtype, col.dtype, weight.dtype)
+    w2t = weight.reshape(O, R).T
+    step = _chunk_samples(R, P, col.itemsize, O)
+    dw = np.zeros((O, R), dtype=dt)
+    part = np.empty((O, R), dtype=dt)
     if need_dx:
-        dcol = weight.reshape(O, -1).T @ dy2
-        dx = col2im(dcol, x_shape, (KH, KW), stride, padding, ws=ws)
-    return dx, dw, db
+        dpad = _get(ws, "col2im_pad", (C, N, H + 2 * PH, W + 2 * PW), dt, np, zero=True)
+        dcol = _get(ws, "conv_dcol", (R, step * P), dt, np)
+    for n0 in range(0, N, step):
+        n1 = min(N, n0 + step)
+        cols = slice(n0 * P, n1 * P)
+        _gemm(dy2[:, cols], col[:, cols].T, part)
+        dw += part
+        if need_dx:
+            dc = dcol[:, :(n1 - n0) * P]
+            _gemm(w2t, dy2[:, cols], dc)
+            _col2im_add(dpad[:, n0:n1], dc.reshape(C, KH, KW, n1 - n0, OH, OW), SH, SW)
+    dx = dpad[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3) if need_dx else None
+    return dx, dw.reshape(weight.shape), db
+
+
+def _col2im_add(dpad, c6, SH, SW):
+    """``dpad (C, n, Hp, Wp) +=`` the fold of columns ``c6 (C, KH, KW, n, OH, OW)``: KH*KW slice additions."""
+    _, KH, KW, _, OH, OW = c6.shape
+    for kh in range(KH):
+        hs = slice(kh, kh + SH * (OH - 1) + 1, SH)
+        for kw in range(KW):
+            dpad[:, :, hs, kw:kw + SW * (OW - 1) + 1:SW] += c6[:, kh, kw]
 
 
 def _pad_input(x, PH, PW, fill, ws, key):

@@ -216,7 +216,10 @@ class Linear(Layer):
     def forward(self, x):
         self._check_array(x, self.weight.data)
         self.output_shape(x.shape)
-        y = x @ self.weight.data.T
+        if get_array_module(x) is np:
+            y = F.matmul_cpu(x, self.weight.data.T)  # skinny products stay off the BLAS thread pool
+        else:
+            y = x @ self.weight.data.T
         if self.bias is not None:
             y += self.bias.data
         if self.training:
@@ -225,10 +228,16 @@ class Linear(Layer):
 
     def backward(self, dy):
         x = self._need_cache(self._x)
-        get_array_module(dy, x).matmul(dy.T, x, out=self.weight.grad)
+        xp = get_array_module(dy, x)
+        if xp is np:
+            F.matmul_cpu(dy.T, x, out=self.weight.grad)
+        else:
+            xp.matmul(dy.T, x, out=self.weight.grad)
         if self.bias is not None:
             dy.sum(axis=0, out=self.bias.grad)
-        return dy @ self.weight.data if self.needs_input_grad else None
+        if not self.needs_input_grad:
+            return None
+        return F.matmul_cpu(dy, self.weight.data) if xp is np else dy @ self.weight.data
 
 
 class _Activation(Layer):
