@@ -54,10 +54,13 @@ def test_bench_quick_writes_json_and_markdown(tmp_path):
     assert "| model | batch |" in md and "Peak memory" in md and "## Machine" in md
 
 
-@pytest.fixture
-def tiny_chunks(monkeypatch):
-    """Force a chunk of one or two samples, so every batch below is cut into several chunks."""
+@pytest.fixture(params=[1, 2, 3], ids=["1thread", "2threads", "3threads"])
+def tiny_chunks(monkeypatch, request):
+    """Force a chunk of one sample, so every batch below is cut into several chunks, shared out
+    over 1-3 threads even for tiny arrays."""
     monkeypatch.setattr(F, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(F, "CPU_THREADS", request.param)
+    monkeypatch.setattr(F, "PARALLEL_MIN_ELEMENTS", 1)
     return F
 
 
@@ -100,6 +103,24 @@ def test_conv_layer_reuses_workspace_across_steps_with_chunks(tiny_chunks):
         rdx, rdw, _ = naive_conv_backward(x, layer.weight.data, dy, 1, 1)
         np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(layer.weight.grad, rdw, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("geom", [(2, 2, 0), (3, 2, 1), (3, 3, 0), (2, 1, 0), (1, 1, 0), (3, 1, 1)])
+def test_threaded_avg_pool_and_relu_match_naive(tiny_chunks, geom):
+    """The sample-split (threaded) pooling and ReLU paths against naive loops, odd sizes included."""
+    k, s, p = geom
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((5, 3, 7, 6))
+    y = F.avg_pool2d_forward(x, k, s, p)
+    np.testing.assert_allclose(y, naive_pool(x, k, s, p, "avg")[0], rtol=1e-12, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    dx = F.avg_pool2d_backward(dy, x.shape, k, s, p)
+    # adjoint check: <avgpool(x), dy> == <x, avgpool^T(dy)>
+    np.testing.assert_allclose(np.vdot(y, dy), np.vdot(x, dx), rtol=1e-12)
+    r = F.relu_forward(x)
+    np.testing.assert_array_equal(r, np.where(x > 0, x, 0))
+    g = rng.standard_normal(x.shape)
+    np.testing.assert_array_equal(F.relu_backward(g, r), np.where(r > 0, g, 0))
 
 
 @pytest.mark.parametrize("order", ["nchw", "cnhw"])
@@ -145,9 +166,11 @@ def test_chunked_linear_and_conv_training_step_matches_unchunked(monkeypatch):
     x = rng.random((6, 1, 28, 28))
     t = rng.integers(0, 10, 6)
     results = []
-    for chunk, mnk in ((1, 257), (1 << 30, 1 << 62)):
+    for chunk, mnk, threads in ((1, 257, 2), (1 << 30, 1 << 62, 1)):
         monkeypatch.setattr(F, "CHUNK_BYTES", chunk)
         monkeypatch.setattr(F, "SERIAL_GEMM_MNK", mnk)
+        monkeypatch.setattr(F, "CPU_THREADS", threads)
+        monkeypatch.setattr(F, "PARALLEL_MIN_ELEMENTS", 1)
         net = build_model("seed-cnn", dtype=np.float64, seed=0)
         opt = SGD(net.parameters(), lr=0.1, momentum=1e-3, weight_decay=1e-3)
         for _ in range(2):

@@ -36,7 +36,7 @@ BATCHES = (50, 256, 1024)
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "1073741824"}
 #: the targets of issue 5 (xcnn seconds per epoch / PyTorch's, at most)
 TARGETS = {"seed-cnn": 0.8, "mlp2": 1.0, "mlp1": 1.0}
-THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XCNN_NUM_THREADS")
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,6 +271,8 @@ def profile(model, batch, device, steps):
         prof.wrap(cls, "backward", "layer glue (checks, grad copies)")
     prof.wrap(O.SGD, "step", "optimizer")
     prof.wrap(O.Optimizer, "zero_grad", "optimizer")
+    threads = getattr(F, "CPU_THREADS", 1)
+    F.CPU_THREADS = 1  # exclusive times need one thread of work; the profile shows the ops' serial cost
     try:
         xr.sync()
         t0 = time.perf_counter()
@@ -280,6 +282,7 @@ def profile(model, batch, device, steps):
         total = time.perf_counter() - t0
     finally:
         prof.restore()
+        F.CPU_THREADS = threads
     rows = sorted(prof.totals.items(), key=lambda kv: -kv[1])
     rows.append(("other (python, data)", total - sum(prof.totals.values())))
     return {"model": model, "batch": batch, "steps": steps, "total_s": total,
@@ -289,7 +292,7 @@ def profile(model, batch, device, steps):
 
 def format_profile(p) -> str:
     lines = [f"{p['model']} batch {p['batch']}: {p['steps']} steps in {p['total_s']:.3f} s "
-             f"({p['epoch_s']:.2f} s/epoch with the timers on)"]
+             f"({p['epoch_s']:.2f} s/epoch with the timers on, xcnn's own threads off)"]
     for r in p["ops"]:
         lines.append(f"  {r['op']:<38} {r['seconds'] * 1e3 / p['steps']:8.3f} ms/step  {100 * r['share']:5.1f}%")
     return "\n".join(lines)
@@ -362,6 +365,9 @@ def machine_info(threads) -> dict:
     except Exception as exc:
         info["torch"] = None
         info["torch_note"] = f"{type(exc).__name__}: {exc}"
+    from . import functional as F  # noqa: PLC0415
+
+    info["xcnn_cpu_threads"] = getattr(F, "CPU_THREADS", 1)
     return info
 
 

@@ -14,6 +14,10 @@ a single GEMM ``W(O, C*KH*KW) @ col`` whose result ``(O, N*OH*OW)`` is the outpu
 """
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from .backend import get_array_module
@@ -22,7 +26,8 @@ __all__ = [
     "pair", "conv_output_size", "pool_geometry", "conv_geometry", "Workspace",
     "im2col", "col2im", "conv2d_forward", "conv2d_backward",
     "avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward", "max_pool2d_backward",
-    "softmax", "log_softmax", "softmax_cross_entropy", "euclidean_loss",
+    "softmax", "log_softmax", "softmax_cross_entropy", "euclidean_loss", "relu_forward", "relu_backward",
+    "matmul_cpu",
 ]
 
 
@@ -128,7 +133,7 @@ def _window_view(xpad_cnhw, KH, KW, SH, SW, OH, OW):
 
 #: Bytes of column data the CPU convolution fills and multiplies at a time: a chunk of samples whose
 #: columns stay in the L2 cache between im2col writing them and the GEMM reading them.
-CHUNK_BYTES = 1 << 19
+CHUNK_BYTES = 1 << 20
 
 
 #: Largest ``M*N*K`` of one CPU convolution GEMM. The conv GEMMs are skinny (M = out_channels) and
@@ -144,6 +149,58 @@ def _chunk_samples(rows: int, pixels: int, itemsize: int, out_rows: int = 1) -> 
     by_bytes = CHUNK_BYTES // max(1, rows * pixels * itemsize)
     by_flops = (SERIAL_GEMM_MNK - 1) // max(1, out_rows * rows * pixels)
     return max(1, min(by_bytes, by_flops))
+
+
+def _block_samples(step: int, rows: int, pixels: int, itemsize: int) -> int:
+    """A multiple of ``step`` samples whose columns fit in :data:`CHUNK_BYTES` (at least ``step``):
+    im2col fills a block per call (per-call overhead), the GEMMs take it ``step`` samples at a time."""
+    return step * max(1, CHUNK_BYTES // max(1, step * rows * pixels * itemsize))
+
+
+def _default_threads() -> int:
+    try:
+        n = int(os.environ.get("XCNN_NUM_THREADS", "0"))
+    except ValueError:
+        n = 0
+    return n if n > 0 else max(1, min(os.cpu_count() or 1, 8))
+
+
+#: Threads the CPU paths split a batch over (``$XCNN_NUM_THREADS``, else the core count, at most 8).
+#: NumPy and OpenBLAS release the GIL inside each call, and every thread works on its own samples.
+CPU_THREADS = _default_threads()
+#: Below this many elements an op runs on the calling thread: a hand-off to a pool thread costs
+#: ~100 us of wall time in CPython, more than splitting a smaller op saves (measured on 2 cores).
+PARALLEL_MIN_ELEMENTS = 1 << 20
+_POOL: dict = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _executor(n):
+    with _POOL_LOCK:
+        ex = _POOL.get(n)
+        if ex is None:
+            ex = _POOL[n] = ThreadPoolExecutor(max_workers=n, thread_name_prefix="xcnn-cpu")
+        return ex
+
+
+def _split_work(n_chunks: int, elements: int):
+    """How many threads to use for ``n_chunks`` independent chunks touching ``elements`` in all."""
+    return max(1, min(CPU_THREADS, n_chunks if elements >= PARALLEL_MIN_ELEMENTS else 1))
+
+
+def _parallel(fn, N: int, step: int, elements: int):
+    """Run ``fn(t, n0, n1)`` over contiguous sample ranges (multiples of ``step``) of ``range(N)``,
+    one range per thread ``t``; the caller runs range 0. Returns the results in range order."""
+    n_chunks = -(-N // step)
+    T = _split_work(n_chunks, elements)
+    if T == 1:
+        return [fn(0, 0, N)]
+    per = -(-n_chunks // T)
+    bounds = [(t, t * per * step, min(N, (t + 1) * per * step)) for t in range(T)]
+    bounds = [b for b in bounds if b[1] < b[2]]
+    futs = [_executor(CPU_THREADS).submit(fn, *b) for b in bounds[1:]]
+    first = fn(*bounds[0])
+    return [first] + [f.result() for f in futs]
 
 
 def _im2col_pad(x, PH, PW, ws):
@@ -224,13 +281,21 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
     w2 = weight.reshape(O, -1)
     b2 = None if bias is None else bias.reshape(O, 1)
     step = _chunk_samples(C * KH * KW, P, col.itemsize, O)
-    for n0 in range(0, N, step):
-        n1 = min(N, n0 + step)
-        _im2col_fill(col6, win, n0, n1)
-        out = y2[:, n0 * P:n1 * P]
-        _gemm(w2, col[:, n0 * P:n1 * P], out)
-        if b2 is not None:
-            out += b2
+
+    block = _block_samples(step, C * KH * KW, P, col.itemsize)
+
+    def run(t, lo, hi):  # samples lo:hi, a block at a time (threads own disjoint samples)
+        for b0 in range(lo, hi, block):
+            b1 = min(hi, b0 + block)
+            _im2col_fill(col6, win, b0, b1)
+            for n0 in range(b0, b1, step):
+                n1 = min(b1, n0 + step)
+                out = y2[:, n0 * P:n1 * P]
+                _gemm(w2, col[:, n0 * P:n1 * P], out)
+                if b2 is not None:
+                    out += b2
+
+    _parallel(run, N, block, col.size)
     return y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3), col
 
 
@@ -293,20 +358,34 @@ def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True,
     dt = np.result_type(dy.dtype, col.dtype, weight.dtype)
     w2t = weight.reshape(O, R).T
     step = _chunk_samples(R, P, col.itemsize, O)
-    dw = np.zeros((O, R), dtype=dt)
-    part = np.empty((O, R), dtype=dt)
     if need_dx:
         dpad = _get(ws, "col2im_pad", (C, N, H + 2 * PH, W + 2 * PW), dt, np, zero=True)
-        dcol = _get(ws, "conv_dcol", (R, step * P), dt, np)
-    for n0 in range(0, N, step):
-        n1 = min(N, n0 + step)
-        cols = slice(n0 * P, n1 * P)
-        _gemm(dy2[:, cols], col[:, cols].T, part)
-        dw += part
+
+    block = _block_samples(step, R, P, col.itemsize)
+
+    def run(t, lo, hi):  # samples lo:hi; each thread sums its own dW and folds into its own samples
+        dw = np.zeros((O, R), dtype=dt)
+        part = np.empty((O, R), dtype=dt)
         if need_dx:
-            dc = dcol[:, :(n1 - n0) * P]
-            _gemm(w2t, dy2[:, cols], dc)
-            _col2im_add(dpad[:, n0:n1], dc.reshape(C, KH, KW, n1 - n0, OH, OW), SH, SW)
+            dcol = _get(ws, f"conv_dcol{t}", (R, block * P), dt, np)
+        for b0 in range(lo, hi, block):
+            b1 = min(hi, b0 + block)
+            for n0 in range(b0, b1, step):
+                n1 = min(b1, n0 + step)
+                cols = slice(n0 * P, n1 * P)
+                _gemm(dy2[:, cols], col[:, cols].T, part)
+                dw += part
+                if need_dx:
+                    _gemm(w2t, dy2[:, cols], dcol[:, (n0 - b0) * P:(n1 - b0) * P])
+            if need_dx:  # fold the block's columns while they are still in cache
+                dc = dcol[:, :(b1 - b0) * P]
+                _col2im_add(dpad[:, b0:b1], dc.reshape(C, KH, KW, b1 - b0, OH, OW), SH, SW)
+        return dw
+
+    parts = _parallel(run, N, block, col.size)
+    dw = parts[0]
+    for p in parts[1:]:  # fixed order: the result does not depend on thread timing
+        dw += p
     dx = dpad[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3) if need_dx else None
     return dx, dw.reshape(weight.shape), db
 
@@ -349,14 +428,28 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
     if xp is not np:
         return _cuda().avg_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
     xpad = _pad_input(x, PH, PW, 0, ws, "pool_pad_zero")
-    y = None
-    for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
-        win = xpad[:, :, hs, wsl]
-        if y is None:
-            y = win.copy(order="K")  # keeps the input's memory order (CNHW after a conv): no transpose
-        else:
-            y += win
-    y *= x.dtype.type(1.0 / (KH * KW))
+    # Separable sums: the KH window rows first (contiguous rows), then the KW columns of that.
+    # y keeps the input's memory order (CNHW after a conv), so no transpose is copied.
+    y = np.empty_like(x, shape=(N, C, OH, OW))
+    rows = [slice(kh, kh + SH * (OH - 1) + 1, SH) for kh in range(KH)]
+    cols = [slice(kw, kw + SW * (OW - 1) + 1, SW) for kw in range(KW)]
+    scale = x.dtype.type(1.0 / (KH * KW))
+
+    def run(t, lo, hi):
+        xs = xpad[lo:hi]
+        r = xs[:, :, rows[0]].copy(order="K") if KH == 1 else np.add(xs[:, :, rows[0]], xs[:, :, rows[1]])
+        for hs in rows[2:]:
+            r += xs[:, :, hs]
+        out = y[lo:hi]
+        if KW == 1:
+            np.multiply(r[..., cols[0]], scale, out=out)
+            return
+        np.add(r[..., cols[0]], r[..., cols[1]], out=out)
+        for wsl in cols[2:]:
+            out += r[..., wsl]
+        out *= scale
+
+    _parallel(run, N, 1, x.size)
     return y
 
 
@@ -373,8 +466,12 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, ws=Non
         # dx keeps dy's memory order (CNHW when dy came from a conv's col2im), so the conv
         # below reads it as its (O, N*OH*OW) matrix without a transpose copy.
         dx = np.empty_like(dy, shape=tuple(x_shape))
-        for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
-            np.multiply(dy, scale, out=dx[:, :, hs, wsl])
+
+        def run(t, lo, hi):
+            for _, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
+                np.multiply(dy[lo:hi], scale, out=dx[lo:hi, :, hs, wsl])
+
+        _parallel(run, N, 1, dx.size)
         return dx
     g = dy * scale
     dpad = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dy.dtype)
@@ -421,6 +518,30 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, padding=0
     for k, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
         dpad[:, :, hs, wsl] += np.where(argmax == k, dy, zero)
     return dpad[:, :, PH:PH + H, PW:PW + W]
+
+
+def relu_forward(x):
+    """``max(x, 0)`` elementwise (a new array, in ``x``'s memory order)."""
+    xp = get_array_module(x)
+    if xp is not np:
+        return xp.maximum(x, 0)
+    y = np.empty_like(x)
+    _parallel(lambda t, lo, hi: np.maximum(x[lo:hi], 0, out=y[lo:hi]), x.shape[0], 1, x.size)
+    return y
+
+
+def relu_backward(dy, y):
+    """Gradient of :func:`relu_forward` given its output ``y``: ``dy * (y > 0)`` (0 at exactly 0)."""
+    xp = get_array_module(dy, y)
+    if xp is not np:
+        return dy * (y > 0)
+    dx = np.empty_like(y, dtype=np.result_type(dy.dtype, y.dtype))
+
+    def run(t, lo, hi):
+        np.multiply(dy[lo:hi], y[lo:hi] > 0, out=dx[lo:hi])
+
+    _parallel(run, y.shape[0], 1, y.size)
+    return dx
 
 
 def log_softmax(z):
