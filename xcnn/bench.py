@@ -160,7 +160,7 @@ def _summary(times, steps, batch):
             "epoch_s_all": per_epoch, "images_per_s": EPOCH_IMAGES / statistics.median(per_epoch)}
 
 
-def measure(model, batch, device, *, images, repeats, warmup, use_torch, budget_s):
+def measure(model, batch, device, *, images, repeats, warmup, use_torch, budget_s, pause_s=0.2):
     """Interleaved timing of one (model, batch): xcnn and torch alternate, order swapped each repeat."""
     pool = _pool(model, batch)
     xr = _XcnnRunner(model, batch, device, HYPER, pool)
@@ -177,6 +177,10 @@ def measure(model, batch, device, *, images, repeats, warmup, use_torch, budget_
     order = list(runners)
     for rep in range(repeats):
         for k in (order if rep % 2 == 0 else order[::-1]):
+            # Let the other framework's idle worker threads (OpenBLAS, OpenMP) stop spinning, and
+            # warm this one's caches with one untimed step, so neither pays for the other.
+            time.sleep(pause_s)
+            runners[k].step()
             times[k].append(_timed(runners[k], steps))
         if rep >= 1 and time.perf_counter() - t_start > budget_s:
             break  # a loaded machine: keep the run bounded, the repeats done so far are reported
