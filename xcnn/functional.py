@@ -170,7 +170,7 @@ def _default_threads() -> int:
 CPU_THREADS = _default_threads()
 #: Below this many elements an op runs on the calling thread: a hand-off to a pool thread costs
 #: ~100 us of wall time in CPython, more than splitting a smaller op saves (measured on 2 cores).
-PARALLEL_MIN_ELEMENTS = 1 << 20
+PARALLEL_MIN_ELEMENTS = 1 << 18
 _POOL: dict = {}
 _POOL_LOCK = threading.Lock()
 
@@ -295,7 +295,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
                 if b2 is not None:
                     out += b2
 
-    _parallel(run, N, block, col.size)
+    _parallel(run, N, block, col.size // 4)  # a column element is cheap: weigh it 1/4
     return y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3), col
 
 
@@ -382,7 +382,7 @@ def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True,
                 _col2im_add(dpad[:, b0:b1], dc.reshape(C, KH, KW, b1 - b0, OH, OW), SH, SW)
         return dw
 
-    parts = _parallel(run, N, block, col.size)
+    parts = _parallel(run, N, block, col.size // 4)  # a column element is cheap: weigh it 1/4
     dw = parts[0]
     for p in parts[1:]:  # fixed order: the result does not depend on thread timing
         dw += p
