@@ -20,7 +20,7 @@ from xcnn.io import atomic_write_json, atomic_write_text  # noqa: E402
 
 REPORT = {"seed-cnn": (0.9854, 30), "mlp2": (0.9833, 40), "mlp1": (0.9800, 40)}
 DEFAULTS = {"lr": 0.1, "momentum": 1e-3, "weight_decay": 1e-3, "batch_size": 50, "optimizer": "sgd", "seed": 0,
-            "init": None, "dataset": "mnist"}
+            "init": None, "dataset": "mnist", "lr_schedule": "constant"}
 
 
 def command(cfg: dict, run: Path) -> str:
@@ -53,10 +53,10 @@ def main(argv=None):
                 shutil.copyfile(run / f, dest / f)
         hist = m["history"]
         accs = [h["test_acc"] for h in hist]
-        target, budget = REPORT.get(cfg["model"], (None, None))
+        target, budget = REPORT.get(cfg["model"], (None, None)) if cfg.get("dataset") == "mnist" else (None, None)
         first98 = next((h["epoch"] for h in hist if h["test_acc"] >= 0.98), None)
         reached = next((h["epoch"] for h in hist if target and h["test_acc"] >= target), None)
-        row = {"run": run.name, "model": cfg["model"], "parameters": m["parameters"], "epochs": len(hist),
+        row = {"run": run.name, "model": cfg["model"], "dataset": cfg.get("dataset", "mnist"), "parameters": m["parameters"], "epochs": len(hist),
                "final_test_acc": accs[-1], "best_test_acc": max(accs),
                "best_epoch": hist[accs.index(max(accs))]["epoch"], "first_epoch_at_98": first98,
                "report_target": target, "report_epochs": budget, "epoch_reaching_target": reached,
@@ -65,15 +65,15 @@ def main(argv=None):
                "test_acc_per_epoch": accs}
         rows.append(row)
     lines.append("# Accuracy evidence\n")
-    lines.append("Full MNIST runs (60,000 train / 10,000 test), float32. Made with the commands below; "
+    lines.append("Full runs (60,000 train / 10,000 test images), float32. Made with the commands below; "
                  "collected by `python scripts/collect_accuracy.py " + " ".join(str(r) for r in a.runs)
                  + f" --out {a.out}`.\n")
-    lines.append("| run | model | params | report's target | reached at epoch | best test acc (epoch) | final test acc "
+    lines.append("| run | model (dataset) | params | report's target | reached at epoch | best test acc (epoch) | final test acc "
                  "| first epoch ≥ 98 % | s/epoch (train) |")
     lines.append("|---|---|---:|---|---:|---|---:|---:|---:|")
     for r in rows:
         tgt = f"{r['report_target']:.2%} in {r['report_epochs']} ep" if r["report_target"] else "—"
-        lines.append(f"| {r['run']} | {r['model']} | {r['parameters']:,} | {tgt} | {r['epoch_reaching_target'] or 'not reached'} "
+        lines.append(f"| {r['run']} | {r['model']} ({r['dataset']}) | {r['parameters']:,} | {tgt} | {r['epoch_reaching_target'] or ('not reached' if r['report_target'] else '—')} "
                      f"| {r['best_test_acc']:.2%} ({r['best_epoch']}) | {r['final_test_acc']:.2%} | "
                      f"{r['first_epoch_at_98'] or '—'} | {r['seconds_per_epoch']:.1f} |")
     lines.append("\n## Commands\n")
