@@ -64,33 +64,51 @@ def tiny_chunks(monkeypatch, request):
     return F
 
 
+@pytest.mark.parametrize("rows", [True, False], ids=["rowcols", "strided"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("geom", [(3, 2, 7, 6, 4, 3, 1, 1), (5, 1, 9, 9, 3, 5, 2, 2), (2, 3, 6, 5, 2, 1, 1, 0),
-                                  (4, 2, 8, 8, 3, 3, 3, 2)])
-def test_chunked_conv_equals_whole_batch_and_naive(tiny_chunks, dtype, geom):
+                                  (4, 2, 8, 8, 3, 3, 3, 2), (3, 1, 5, 8, 2, 5, 1, 2), (2, 2, 6, 4, 3, (3, 1), 1, 0)])
+def test_chunked_conv_equals_whole_batch_and_naive(tiny_chunks, monkeypatch, rows, dtype, geom):
     N, C, H, W, O, k, s, p = geom
+    monkeypatch.setattr(F, "ROW_COLUMNS", rows)
+    kh, kw = F.pair(k)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((N, C, H, W)).astype(dtype)
-    w = rng.standard_normal((O, C, k, k)).astype(dtype)
+    w = rng.standard_normal((O, C, kh, kw)).astype(dtype)
     b = rng.standard_normal(O).astype(dtype)
-    y, col = F.conv2d_forward(x, w, b, s, p, ws=F.Workspace())
+    ws = F.Workspace()
+    y, col = F.conv2d_forward(x, w, b, s, p, ws=ws)
     assert_close(y, naive_conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), s, p), dtype)
-    assert_close(col, F.im2col(x, k, s, p), dtype)  # the chunk-filled columns equal a whole-batch im2col
+    if isinstance(col, F.RowColumns):
+        assert rows and s == 1
+    else:  # the chunk-filled columns equal a whole-batch im2col
+        assert_close(col, F.im2col(x, (kh, kw), s, p), dtype)
     dy = rng.standard_normal(y.shape).astype(dtype)
-    dx, dw, db = F.conv2d_backward(dy, col, x.shape, w, s, p)
+    if rows:  # dy in the conv's own CNHW memory order, as the layers hand it back
+        dy = np.ascontiguousarray(dy.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    dx, dw, db = F.conv2d_backward(dy, col, x.shape, w, s, p, ws=ws)
     rdx, rdw, rdb = naive_conv_backward(x.astype(np.float64), w.astype(np.float64), dy.astype(np.float64), s, p)
     assert_close(dx, rdx, dtype)
     assert_close(dw, rdw, dtype)
     assert_close(db, rdb, dtype)
-    big = F.CHUNK_BYTES
-    tiny_chunks.CHUNK_BYTES = 1 << 30  # one chunk: the whole batch
+    # the same after a second forward through the same workspace (reused, bordered buffers);
+    # dx is a view of a workspace buffer, valid until the next backward (as col2im's always was)
+    dx, dw = dx.copy(), dw.copy()
+    y2, col2 = F.conv2d_forward(x[::-1].copy(), w, b, s, p, ws=ws)
+    np.testing.assert_allclose(y2, y[::-1], rtol=1e-12, atol=1e-12)
+    dx2, dw2, _ = F.conv2d_backward(dy[::-1].copy(), col2, x.shape, w, s, p, ws=ws)
+    np.testing.assert_allclose(dx2, dx[::-1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw2, dw, rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(F, "CHUNK_BYTES", 1 << 30)  # one chunk: the whole batch
+    monkeypatch.setattr(F, "SERIAL_GEMM_MNK", 1 << 62)
     y1, _ = F.conv2d_forward(x, w, b, s, p)
     np.testing.assert_allclose(y, y1, rtol=1e-6 if dtype == np.float32 else 1e-13, atol=1e-6)
-    tiny_chunks.CHUNK_BYTES = big
 
 
-def test_conv_layer_reuses_workspace_across_steps_with_chunks(tiny_chunks):
-    """Two steps through one layer (shared workspace, chunked fill) give what fresh layers give."""
+@pytest.mark.parametrize("rows", [True, False], ids=["rowcols", "strided"])
+def test_conv_layer_reuses_workspace_across_steps_with_chunks(tiny_chunks, monkeypatch, rows):
+    """Steps of different batch sizes through one layer (shared workspace, chunked fill) match naive loops."""
+    monkeypatch.setattr(F, "ROW_COLUMNS", rows)
     rng = np.random.default_rng(2)
     layer = Conv2D(2, 3, 3, padding=1, rng=np.random.default_rng(0), dtype=np.float64)
     for n in (3, 5, 3):
@@ -166,7 +184,8 @@ def test_chunked_linear_and_conv_training_step_matches_unchunked(monkeypatch):
     x = rng.random((6, 1, 28, 28))
     t = rng.integers(0, 10, 6)
     results = []
-    for chunk, mnk, threads in ((1, 257, 2), (1 << 30, 1 << 62, 1)):
+    for chunk, mnk, threads, rows in ((1, 257, 2, True), (1, 257, 3, False), (1 << 30, 1 << 62, 1, False)):
+        monkeypatch.setattr(F, "ROW_COLUMNS", rows)
         monkeypatch.setattr(F, "CHUNK_BYTES", chunk)
         monkeypatch.setattr(F, "SERIAL_GEMM_MNK", mnk)
         monkeypatch.setattr(F, "CPU_THREADS", threads)
@@ -179,5 +198,6 @@ def test_chunked_linear_and_conv_training_step_matches_unchunked(monkeypatch):
             net.backward(g)
             opt.step()
         results.append([p.data.copy() for p in net.parameters()])
-    for a, b in zip(*results):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    for other in results[:-1]:
+        for a, b in zip(other, results[-1]):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)

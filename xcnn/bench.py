@@ -252,10 +252,10 @@ def profile(model, batch, device, steps):
     for _ in range(3):
         xr.step()
     prof = _Profiler(xr.sync)
-    for name in ("im2col", "_im2col_pad", "_im2col_fill"):
+    for name in ("im2col", "_im2col_pad", "_im2col_fill", "_copy_block"):
         if hasattr(F, name):
             prof.wrap(F, name, "im2col")
-    for name in ("col2im", "_col2im_add"):
+    for name in ("col2im", "_col2im_add", "_fold_rows"):
         if hasattr(F, name):
             prof.wrap(F, name, "col2im")
     for name in ("conv2d_forward", "conv2d_backward", "_gemm"):

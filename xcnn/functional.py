@@ -269,8 +269,10 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
         if bias is not None:
             y2 += bias.reshape(O, 1)
         return xp.ascontiguousarray(y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)), col
-    # CPU: the same single column buffer and output layout, but filled and multiplied a chunk of
-    # samples at a time, so each chunk's columns are still in cache when the GEMM reads them.
+    if SH == 1 and SW == 1 and ROW_COLUMNS:
+        return _conv2d_forward_rows(x, weight, bias, KH, KW, PH, PW, OH, OW, ws)
+    # CPU, strided: the same single column buffer and output layout, but filled and multiplied a chunk
+    # of samples at a time, so each chunk's columns are still in cache when the GEMM reads them.
     C = x.shape[1]
     P = OH * OW
     xpad = _im2col_pad(x, PH, PW, ws)
@@ -280,9 +282,9 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
     y2 = np.empty((O, N * P), dtype=np.result_type(weight.dtype, x.dtype))
     w2 = weight.reshape(O, -1)
     b2 = None if bias is None else bias.reshape(O, 1)
-    step = _chunk_samples(C * KH * KW, P, col.itemsize, O)
+    step = min(N, _chunk_samples(C * KH * KW, P, col.itemsize, O))
 
-    block = _block_samples(step, C * KH * KW, P, col.itemsize)
+    block = min(N, _block_samples(step, C * KH * KW, P, col.itemsize))
 
     def run(t, lo, hi):  # samples lo:hi, a block at a time (threads own disjoint samples)
         for b0 in range(lo, hi, block):
@@ -297,6 +299,144 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
 
     _parallel(run, N, block, col.size // 4)  # a column element is cheap: weigh it 1/4
     return y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3), col
+
+
+#: Stride-1 CPU convolutions use row-columns (:class:`RowColumns`); False selects the strided path.
+ROW_COLUMNS = True
+
+
+class RowColumns:
+    """What :func:`conv2d_backward` needs from a stride-1 CPU :func:`conv2d_forward`: the zero-padded
+    input (CNHW, one spare zero row) instead of its columns, which are rebuilt a cache-sized block at a
+    time. Like the columns it replaces, it lives in the layer's workspace: valid until the next forward."""
+
+    __slots__ = ("xpad", "x_shape", "KH", "KW", "PH", "PW", "OH", "OW")
+
+    def __init__(self, xpad, x_shape, KH, KW, PH, PW, OH, OW):
+        self.xpad, self.x_shape = xpad, tuple(x_shape)
+        self.KH, self.KW, self.PH, self.PW, self.OH, self.OW = KH, KW, PH, PW, OH, OW
+
+    def windows(self):
+        """Strided view ``(C, KH, KW, N, OH*Wp)``: for kernel offset (kh, kw) and sample n, the
+        ``OH*Wp`` input values starting at ``(kh, kw)`` -- one contiguous run per row of columns."""
+        C, N, Hp1, Wp = self.xpad.shape
+        flat = self.xpad.reshape(C, N, Hp1 * Wp)
+        sC, sN, s1 = flat.strides
+        return np.lib.stride_tricks.as_strided(flat, shape=(C, self.KH, self.KW, N, self.OH * Wp),
+                                               strides=(sC, Wp * s1, s1, sN, s1), writeable=False)
+
+
+def _row_blocks(R, O, L, itemsize, N):
+    """``(step, block)`` in samples (at most ``N``): a GEMM chunk under :data:`SERIAL_GEMM_MNK`, and a
+    multiple of it whose ``R x block*L`` columns fit in :data:`CHUNK_BYTES`."""
+    step = min(N, max(1, (SERIAL_GEMM_MNK - 1) // max(1, O * R * L)))
+    return step, min(N, _block_samples(step, R, L, itemsize))
+
+
+def _copy_block(dst, src):
+    """Rebuild a block of row-columns (a named function so ``--profile`` counts it as im2col)."""
+    np.copyto(dst, src)
+
+
+def _conv2d_forward_rows(x, weight, bias, KH, KW, PH, PW, OH, OW, ws):
+    """Stride-1 CPU convolution on "row columns": a column spans a whole padded row (``Wp`` wide,
+    the last ``Wp - OW`` outputs of each row are junk and dropped), so each (offset, sample) row of
+    columns is one contiguous run of the padded input -- a fast copy instead of ``OH`` short ones.
+    Columns exist only a block at a time (in cache); the backward rebuilds them from ``xpad``."""
+    N, C, H, W = x.shape
+    O = weight.shape[0]
+    Hp, Wp = H + 2 * PH, W + 2 * PW
+    L = OH * Wp
+    R = C * KH * KW
+    dt = np.result_type(weight.dtype, x.dtype)
+    # The border (and the spare last row, read only by junk outputs) is zero from creation on.
+    xpad = _get(ws, "conv_xpad", (C, N, Hp + 1, Wp), x.dtype, np)
+    xpad[:, :, PH:PH + H, PW:PW + W] = x.transpose(1, 0, 2, 3)
+    cache = RowColumns(xpad, x.shape, KH, KW, PH, PW, OH, OW)
+    win = cache.windows()
+    y2 = np.empty((O, N, OH, Wp), dtype=dt)
+    y2f = y2.reshape(O, N * L)
+    w2 = weight.reshape(O, R)
+    b2 = None if bias is None else bias.reshape(O, 1)
+    step, block = _row_blocks(R, O, L, x.itemsize, N)
+
+    def run(t, lo, hi):
+        colb = _get(ws, f"conv_rowcol{t}", (R, block * L), x.dtype, np)
+        for b0 in range(lo, hi, block):
+            b1 = min(hi, b0 + block)
+            nb = b1 - b0
+            cb = colb[:, :nb * L]
+            _copy_block(cb.reshape(C, KH, KW, nb, L), win[:, :, :, b0:b1])
+            for n0 in range(0, nb, step):
+                n1 = min(nb, n0 + step)
+                out = y2f[:, (b0 + n0) * L:(b0 + n1) * L]
+                _gemm(w2, cb[:, n0 * L:n1 * L], out)
+                if b2 is not None:
+                    out += b2
+
+    _parallel(run, N, block, R * N * L // 64)  # measured: threads pay off only for big convs
+    return y2[:, :, :, :OW].transpose(1, 0, 2, 3), cache
+
+
+def _conv2d_backward_rows(dy, cache, weight, need_dx, need_bias, ws):
+    """Gradients for :func:`_conv2d_forward_rows`: per block, rebuild the row-columns, widen dy to
+    ``Wp`` (junk columns zero, so they add nothing), dW += dy @ cols.T, dcols = W.T @ dy folded back
+    with ``KH*KW`` contiguous-run additions."""
+    N, C, H, W = cache.x_shape
+    KH, KW, PH, PW, OH, OW = cache.KH, cache.KW, cache.PH, cache.PW, cache.OH, cache.OW
+    O = weight.shape[0]
+    if tuple(dy.shape) != (N, O, OH, OW):
+        raise ValueError(f"conv2d_backward: expected dy {(N, O, OH, OW)}, got {tuple(dy.shape)}")
+    Hp, Wp = H + 2 * PH, W + 2 * PW
+    L = OH * Wp
+    R = C * KH * KW
+    dt = np.result_type(dy.dtype, cache.xpad.dtype, weight.dtype)
+    win = cache.windows()
+    w2t = weight.reshape(O, R).T
+    step, block = _row_blocks(R, O, L, cache.xpad.itemsize, N)
+    db = dy.sum(axis=(0, 2, 3)) if need_bias else None
+    if need_dx:
+        dpad = _get(ws, "col2im_rowpad", (C, N, Hp + 1, Wp), dt, np, zero=True)
+        dflat = dpad.reshape(C, N, (Hp + 1) * Wp)
+    offs = [(kh, kw, kh * Wp + kw) for kh in range(KH) for kw in range(KW)]
+
+    def run(t, lo, hi):
+        dw = np.zeros((O, R), dtype=dt)
+        part = np.empty((O, R), dtype=dt)
+        colb = _get(ws, f"conv_rowcol{t}", (R, block * L), cache.xpad.dtype, np)
+        dyw = _get(ws, f"conv_rowdy{t}", (O, block, OH, Wp), dt, np)  # junk columns stay zero
+        dcolb = _get(ws, f"conv_rowdcol{t}", (R, block * L), dt, np) if need_dx else None
+        for b0 in range(lo, hi, block):
+            b1 = min(hi, b0 + block)
+            nb = b1 - b0
+            cb = colb[:, :nb * L]
+            _copy_block(cb.reshape(C, KH, KW, nb, L), win[:, :, :, b0:b1])
+            dyw[:, :nb, :, :OW] = dy[b0:b1].transpose(1, 0, 2, 3)
+            dyf = dyw[:, :nb].reshape(O, nb * L)
+            for n0 in range(0, nb, step):
+                n1 = min(nb, n0 + step)
+                cs = slice(n0 * L, n1 * L)
+                _gemm(dyf[:, cs], cb[:, cs].T, part)
+                dw += part
+                if need_dx:
+                    _gemm(w2t, dyf[:, cs], dcolb[:, cs])
+            if need_dx:
+                _fold_rows(dflat[:, b0:b1], dcolb[:, :nb * L].reshape(C, KH, KW, nb, L), offs, L)
+        return dw
+
+    parts = _parallel(run, N, block, R * N * L // 64)
+    dw = parts[0]
+    for p in parts[1:]:  # fixed order: the result does not depend on thread timing
+        dw += p
+    dx = dpad[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3) if need_dx else None
+    return dx, dw.reshape(weight.shape), db
+
+
+def _fold_rows(dflat, dc5, offs, L):
+    """``dflat (C, n, (Hp+1)*Wp) +=`` the row-columns ``dc5 (C, KH, KW, n, L)``: one contiguous-run
+    addition per kernel offset (the col2im of the row layout)."""
+    for kh, kw, off in offs:
+        dflat[:, :, off:off + L] += dc5[:, kh, kw]
 
 
 def _gemm(a, b, out):
@@ -336,6 +476,9 @@ def matmul_cpu(a, b, out=None, accumulate_k=True):
 
 def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True, need_bias=True, ws=None):
     """Gradients of :func:`conv2d_forward`: returns ``(dx or None, dweight, dbias or None)``."""
+    if isinstance(col, RowColumns):  # from the stride-1 CPU forward
+        get_array_module(dy, weight)
+        return _conv2d_backward_rows(dy, col, weight, need_dx, need_bias, ws)
     xp = get_array_module(dy, col, weight)
     O, C, KH, KW = weight.shape
     dy2 = dy.transpose(1, 0, 2, 3).reshape(O, -1)  # free when dy came from our CNHW layout
@@ -357,11 +500,11 @@ def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True,
                          f"input {tuple(x_shape)} and weight {tuple(weight.shape)}")
     dt = np.result_type(dy.dtype, col.dtype, weight.dtype)
     w2t = weight.reshape(O, R).T
-    step = _chunk_samples(R, P, col.itemsize, O)
+    step = min(N, _chunk_samples(R, P, col.itemsize, O))
     if need_dx:
         dpad = _get(ws, "col2im_pad", (C, N, H + 2 * PH, W + 2 * PW), dt, np, zero=True)
 
-    block = _block_samples(step, R, P, col.itemsize)
+    block = min(N, _block_samples(step, R, P, col.itemsize))
 
     def run(t, lo, hi):  # samples lo:hi; each thread sums its own dW and folds into its own samples
         dw = np.zeros((O, R), dtype=dt)
