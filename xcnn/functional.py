@@ -571,25 +571,18 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
     if xp is not np:
         return _cuda().avg_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
     xpad = _pad_input(x, PH, PW, 0, ws, "pool_pad_zero")
-    # Separable sums: the KH window rows first (contiguous rows), then the KW columns of that.
-    # y keeps the input's memory order (CNHW after a conv), so no transpose is copied.
+    # Window offsets summed in row-major order (the CUDA kernel's order too: results agree bit for bit),
+    # split over threads by samples; y keeps the input's memory order (CNHW after a conv): no transpose.
     y = np.empty_like(x, shape=(N, C, OH, OW))
-    rows = [slice(kh, kh + SH * (OH - 1) + 1, SH) for kh in range(KH)]
-    cols = [slice(kw, kw + SW * (OW - 1) + 1, SW) for kw in range(KW)]
     scale = x.dtype.type(1.0 / (KH * KW))
+    wins = [w for _, w in _offsets(KH, KW, SH, SW, OH, OW)]
 
     def run(t, lo, hi):
-        xs = xpad[lo:hi]
-        r = xs[:, :, rows[0]].copy(order="K") if KH == 1 else np.add(xs[:, :, rows[0]], xs[:, :, rows[1]])
-        for hs in rows[2:]:
-            r += xs[:, :, hs]
         out = y[lo:hi]
-        if KW == 1:
-            np.multiply(r[..., cols[0]], scale, out=out)
-            return
-        np.add(r[..., cols[0]], r[..., cols[1]], out=out)
-        for wsl in cols[2:]:
-            out += r[..., wsl]
+        xs = xpad[lo:hi]
+        np.copyto(out, xs[:, :, wins[0][0], wins[0][1]])
+        for hs, wsl in wins[1:]:
+            out += xs[:, :, hs, wsl]
         out *= scale
 
     _parallel(run, N, 1, x.size)
