@@ -260,7 +260,7 @@ def profile(model, batch, device, steps):
             prof.wrap(F, name, "col2im")
     for name in ("conv2d_forward", "conv2d_backward", "_gemm"):
         if hasattr(F, name):
-            prof.wrap(F, name, "GEMM (conv, incl. bias)")
+            prof.wrap(F, name, "conv GEMMs + glue (bias, padding, dW sums)")
     for name in ("avg_pool2d_forward", "avg_pool2d_backward", "max_pool2d_forward", "max_pool2d_backward"):
         prof.wrap(F, name, "pooling")
     prof.wrap(F, "softmax_cross_entropy", "loss (softmax CE)")
@@ -447,14 +447,18 @@ def _run_child(spec, env, timeout):
 #: What the measurements and profiles showed about the targets xcnn does not meet (kept with the
 #: code that produces the numbers, so a rerun's Markdown carries them; revise when the code changes).
 LIMITS = [
-    "seed-cnn: every op is a separate NumPy pass through memory (im2col copies whose inner rows are "
-    "28 floats, strided pooling adds, col2im slice adds, ReLU), where PyTorch runs fused C++ loops; "
-    "the profile shows no single op above ~1/3 of the step, so no one change closes a 1.3-1.8x gap. "
-    "xcnn's own threads (sample blocks, GIL released inside NumPy/OpenBLAS) gain ~25% at batch 1024 "
-    "but nothing at batch 50, where ops take tens of microseconds and a hand-off costs ~100 us.",
-    "mlp1/mlp2: >= 85% of a step at batch >= 256 is OpenBLAS sgemm (already threaded), and at batch 50 "
-    "~40% is the SGD update: six NumPy passes over the parameters (NumPy has no fused multiply-add), "
-    "~0.45 ms per step for mlp1. PyTorch's fused foreach update and its GEMM back end are faster here.",
+    "seed-cnn: the step is a chain of separate NumPy passes through memory -- conv GEMMs with only 4 or "
+    "8 output rows (memory-bound) plus their glue ~35-40%, pooling ~15-25%, ReLU ~11-16%, rebuilding "
+    "row-columns ~15%, folding them back ~7-9% (profile below) -- where PyTorch runs fused C++ loops. "
+    "No single op is large enough for one change to close the gap. Batch 256 is PyTorch's best point "
+    "(~1.7 s/epoch) and xcnn's worst ratio (~1.5x). At batch 50 a step is ~2.3 ms of ~40 NumPy calls: "
+    "per-call overhead, and a hand-off to a second thread (~100 us) costs more than it saves, so small "
+    "ops stay on one thread; xcnn's threads gain ~10-25% only at batch >= 256.",
+    "mlp1/mlp2: >= 85% of a step at batch >= 256 is OpenBLAS sgemm (SkylakeX kernels, 2 threads); the "
+    "same GEMMs timed alone add up to ~6 ms of the ~10 ms mlp2 step at batch 1024, PyTorch's whole step "
+    "takes ~7 ms. At batch 50 ~40% of the step is the SGD update: six NumPy passes over the parameters "
+    "(NumPy has no fused multiply-add; blocking it for cache gained nothing), ~0.45 ms per step for mlp1, "
+    "against PyTorch's fused foreach update.",
     "A loaded machine changes the picture: when another process keeps one core busy, any GEMM handed "
     "to a BLAS thread pool waits for it (~10x slower). xcnn keeps its convolution and skinny GEMMs "
     "below OpenBLAS's threading threshold and splits work itself, so it degrades far less than "
