@@ -298,7 +298,7 @@ def format_profile(p) -> str:
     lines = [f"{p['model']} batch {p['batch']}: {p['steps']} steps in {p['total_s']:.3f} s "
              f"({p['epoch_s']:.2f} s/epoch with the timers on, xcnn's own threads off)"]
     for r in p["ops"]:
-        lines.append(f"  {r['op']:<38} {r['seconds'] * 1e3 / p['steps']:8.3f} ms/step  {100 * r['share']:5.1f}%")
+        lines.append(f"  {r['op']:<44} {r['seconds'] * 1e3 / p['steps']:8.3f} ms/step  {100 * r['share']:5.1f}%")
     return "\n".join(lines)
 
 
