@@ -204,6 +204,8 @@ def test_network_modes_and_first_layer_skips_input_gradient():
     assert all(layer.training for layer in net.layers)
     assert [layer.name for layer in net.layers] == ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2",
                                                     "flatten1", "fc1"]
+    mlp = build_model("mlp2")
+    assert [getattr(layer, "needs_input_grad", None) for layer in mlp.layers if layer.parameters()] == [False, True, True]
     with pytest.raises(ValueError, match="names must be unique"):
         Network([ReLU(name="a"), ReLU(name="a")])
 

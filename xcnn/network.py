@@ -42,9 +42,14 @@ class Network:
         for layer in self.layers:
             for p in layer.parameters():
                 p.name = f"{layer.name}.{p.name.split('.')[-1]}"
-        # The first layer's input gradient is never used: skip computing it (saves a col2im).
-        if self.layers and hasattr(self.layers[0], "needs_input_grad"):
-            self.layers[0].needs_input_grad = False
+        # Nothing before the first trainable layer needs a gradient (a Flatten in front of an MLP's
+        # first Linear, say): that layer skips its input gradient (a col2im or a whole GEMM), and
+        # backward stops there.
+        for layer in self.layers:
+            if layer.parameters():
+                if hasattr(layer, "needs_input_grad"):
+                    layer.needs_input_grad = False
+                break
         self.training = True
 
     # -- running ------------------------------------------------------------
