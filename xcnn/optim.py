@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import functional as F
 from .backend import get_array_module, get_device, to_host
 
 __all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
@@ -110,19 +111,28 @@ class SGD(Optimizer):
     def step(self):
         for p in self.params:
             d = p.data
-            t = d.dtype.type
             v = self._buffer("velocity", p)
             s = self._scratch(p)
-            # v = m*v + g + wd*p; p -= lr*v -- in place, the products go through a reused scratch
-            # buffer (a fresh temporary of a big layer's size costs an mmap and page faults per step)
-            v *= t(self.momentum)
-            v += p.grad
-            if self.weight_decay:
-                _multiply(d, t(self.weight_decay), s)
-                v += s
-            _multiply(v, t(self.lr), s)
-            d -= s
+            if get_array_module(d) is np and d.size >= F.PARALLEL_MIN_ELEMENTS and d.flags.c_contiguous:
+                # A big layer's update is memory-bound: halves on two threads run ~1.6x faster
+                # (NumPy releases the GIL); elementwise, so the result is the same bit for bit.
+                flat = [a.reshape(-1) for a in (d, p.grad, v, s)]
+                F._parallel(lambda _t, a, b: self._update(*(x[a:b] for x in flat)), d.size, 1, d.size)
+            else:
+                self._update(d, p.grad, v, s)
         self.steps += 1
+
+    def _update(self, d, g, v, s):
+        # v = m*v + g + wd*p; p -= lr*v -- in place, the products go through a reused scratch
+        # buffer (a fresh temporary of a big layer's size costs an mmap and page faults per step)
+        t = d.dtype.type
+        v *= t(self.momentum)
+        v += g
+        if self.weight_decay:
+            _multiply(d, t(self.weight_decay), s)
+            v += s
+        _multiply(v, t(self.lr), s)
+        d -= s
 
     def _scratch(self, p):
         """A per-parameter temporary (not optimizer state: never saved, contents meaningless)."""
