@@ -126,8 +126,11 @@ def layer_timings(device, batches, repeats):
     return rows
 
 
+MODELS = ("seed-cnn", "mlp2")
+
+
 def epoch_timings(device, batches, steps):
-    """Seconds per 60,000-image epoch of the seed CNN (SGD, momentum 0.9), from ``steps`` steps."""
+    """Seconds per 60,000-image epoch of seed-cnn and mlp2 (SGD, momentum 0.9), from ``steps`` steps."""
     try:
         from xcnn.backend import get_device
         from xcnn.functional import softmax_cross_entropy
@@ -137,9 +140,9 @@ def epoch_timings(device, batches, steps):
         return [{"device": device, "skipped": f"network API not importable yet ({exc})"}]
     dev = get_device(device)
     rows = []
-    for B in batches:
+    for model, B in [(m, b) for m in MODELS for b in batches]:
         rng = np.random.default_rng(0)
-        net = build_model("seed-cnn", dtype=np.float32, seed=0).to(device)
+        net = build_model(model, dtype=np.float32, seed=0).to(device)
         opt = SGD(net.parameters(), lr=0.01, momentum=0.9)
         x = dev.asarray(rng.standard_normal((B, 1, 28, 28)).astype(np.float32))
         t = dev.asarray(rng.integers(0, 10, B).astype(np.int64))
@@ -152,7 +155,7 @@ def epoch_timings(device, batches, steps):
             return loss
 
         per_step = _timeit(step, dev.synchronize, steps)
-        rows.append({"device": device, "framework": "xcnn", "batch": B, "step_ms": 1e3 * per_step,
+        rows.append({"device": device, "framework": "xcnn", "model": model, "batch": B, "step_ms": 1e3 * per_step,
                      "epoch_s": per_step * EPOCH_IMAGES / B, "steps_measured": steps})
     return rows
 
@@ -165,11 +168,15 @@ def torch_timings(batches, steps, use_cuda):
     dev = torch.device("cuda" if use_cuda else "cpu")
     torch.backends.cudnn.benchmark = True
     rows = []
-    for B in batches:
+    for model, B in [(m, b) for m in MODELS for b in batches]:
         torch.manual_seed(0)
-        net = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
-                            nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-                            nn.Flatten(), nn.Linear(392, 10)).to(dev)
+        if model == "seed-cnn":
+            net = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
+                                nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                                nn.Flatten(), nn.Linear(392, 10)).to(dev)
+        else:
+            net = nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 200), nn.ReLU(),
+                                nn.Linear(200, 10)).to(dev)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         x = torch.randn(B, 1, 28, 28, device=dev)
         t = torch.randint(0, 10, (B,), device=dev)
@@ -183,7 +190,7 @@ def torch_timings(batches, steps, use_cuda):
         sync = torch.cuda.synchronize if use_cuda else (lambda: None)
         per_step = _timeit(step, sync, steps)
         rows.append({"device": str(dev), "framework": f"torch {torch.__version__}" + (" + cuDNN" if use_cuda else ""),
-                     "batch": B, "step_ms": 1e3 * per_step, "epoch_s": per_step * EPOCH_IMAGES / B,
+                     "model": model, "batch": B, "step_ms": 1e3 * per_step, "epoch_s": per_step * EPOCH_IMAGES / B,
                      "steps_measured": steps})
     return rows
 
@@ -194,6 +201,32 @@ def _guard(report, key, fn, *a):
     except Exception as exc:  # one failing part must not lose the rest of the report
         report.setdefault("errors", []).append(f"{key}: {type(exc).__name__}: {exc}")
         return []
+
+
+def gpu_targets(rows) -> list[str]:
+    """The issue's GPU targets, judged from the epoch rows: seed-cnn at batch 50 no slower than
+    PyTorch+cuDNN, and >= 1,000,000 training images/s at batch 1024."""
+    def find(fw, batch):
+        for r in rows:
+            if "skipped" not in r and r.get("model", "seed-cnn") == "seed-cnn" and r["batch"] == batch \
+                    and r["device"].startswith("cuda") and r["framework"].startswith(fw):
+                return r
+        return None
+
+    out = ["", "## GPU targets (seed-cnn)", ""]
+    ours, theirs = find("xcnn", 50), find("torch", 50)
+    if ours and theirs:
+        ratio = ours["epoch_s"] / theirs["epoch_s"]
+        out.append(f"- batch 50: xcnn / PyTorch+cuDNN = {ratio:.2f} (target <= 1.0: {'met' if ratio <= 1 else 'NOT met'})")
+    else:
+        out.append("- batch 50 vs PyTorch+cuDNN: not measured (no GPU or no torch)")
+    big = find("xcnn", 1024)
+    if big:
+        ips = EPOCH_IMAGES / big["epoch_s"]
+        out.append(f"- batch 1024: {ips:,.0f} images/s (target >= 1,000,000: {'met' if ips >= 1e6 else 'NOT met'})")
+    else:
+        out.append("- batch 1024 images/s on the GPU: not measured (no GPU)")
+    return out
 
 
 def write_report(out: Path, report: dict) -> None:
@@ -214,13 +247,15 @@ def write_report(out: Path, report: dict) -> None:
     L += ["## Per-layer timings (median ms)", "", "| device | batch | layer | forward | backward |", "|---|---|---|---|---|"]
     L += [f"| {r['device']} | {r['batch']} | {r['layer']} | {r['forward_ms']:.3f} | {r['backward_ms']:.3f} |"
           for r in report["layers"]]
-    L += ["", "## Seed CNN, seconds per 60,000-image epoch (scaled from a few steps)", "",
-          "| framework | device | batch | ms/step | s/epoch |", "|---|---|---|---|---|"]
+    L += ["", "## Seconds per 60,000-image epoch (scaled from a few steps)", "",
+          "| framework | model | device | batch | ms/step | s/epoch | images/s |", "|---|---|---|---|---|---|---|"]
     for r in report["epochs"]:
         if "skipped" in r:
-            L.append(f"| xcnn | {r['device']} | - | SKIPPED: {r['skipped']} | |")
+            L.append(f"| xcnn | - | {r['device']} | - | SKIPPED: {r['skipped']} | | |")
         else:
-            L.append(f"| {r['framework']} | {r['device']} | {r['batch']} | {r['step_ms']:.2f} | {r['epoch_s']:.2f} |")
+            L.append(f"| {r['framework']} | {r.get('model', 'seed-cnn')} | {r['device']} | {r['batch']} | "
+                     f"{r['step_ms']:.2f} | {r['epoch_s']:.2f} | {EPOCH_IMAGES / r['epoch_s']:,.0f} |")
+    L += gpu_targets(report["epochs"])
     L += [""] + [f"- {s}" for s in report["skipped_parts"]]
     if report.get("errors"):
         L += ["", "## Errors", ""] + [f"- {e}" for e in report["errors"]]
