@@ -372,7 +372,7 @@ def write_report_md(out: Path, *, quick: bool, command: str, cfgs: dict, how: di
 # The whole report
 # --------------------------------------------------------------------------- #
 
-def make_report(*, device: str = "auto", out="report", runs="runs", epochs_cnn: int | None = None,
+def make_report(*, device: str = "auto", out="report", runs="runs/report", epochs_cnn: int | None = None,
                 epochs_mlp: int | None = None, quick: bool = False, reuse: bool = False, data_dir=None,
                 command: str = "python -m xcnn.report", log=print) -> Path:
     """Train or reuse the three runs and write every report file into ``out``; returns report.md's path."""
@@ -431,7 +431,7 @@ def make_report(*, device: str = "auto", out="report", runs="runs", epochs_cnn: 
 def main(
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when usable)"),
     out: Path = typer.Option(Path("report"), help="directory for the report's files"),
-    runs: Path = typer.Option(Path("runs"), help="directory holding the training runs (<runs>/<model>)"),
+    runs: Path = typer.Option(Path("runs/report"), help="directory holding the report's training runs (<runs>/<model>); kept apart from python -m xcnn.train's default runs/<model>"),
     epochs_cnn: Optional[int] = typer.Option(None, help="epochs for the CNN (default 30; 3 with --quick)"),
     epochs_mlp: Optional[int] = typer.Option(None, help="epochs for the MLPs (default 40; 3 with --quick)"),
     quick: bool = typer.Option(False, "--quick", help="short runs on a subset (runs named <model>-quick); for CI"),
