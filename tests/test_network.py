@@ -253,6 +253,36 @@ def test_mixing_host_and_device_arrays_is_refused(monkeypatch):
         layer.forward(dev_arr)
 
 
+def test_entering_a_cuda_device_makes_it_current_and_nests(monkeypatch):
+    """`with device:` enters CuPy's device context (checked with a stand-in for CuPy) and leaves it."""
+    log = []
+
+    class FakeDeviceContext:
+        def __init__(self, index):
+            self.index = index
+
+        def __enter__(self):
+            log.append(("enter", self.index))
+            return self
+
+        def __exit__(self, *exc):
+            log.append(("exit", self.index))
+            return False
+
+    class FakeCupy:
+        class cuda:  # noqa: N801 - mirrors cupy.cuda
+            Device = FakeDeviceContext
+
+    monkeypatch.setattr(backend, "_CUPY", FakeCupy)
+    d0, d1 = backend.Device("cuda", 0), backend.Device("cuda", 1)
+    with d0:
+        with d1:
+            assert log == [("enter", 0), ("enter", 1)]
+        with get_device("cpu"):
+            pass
+    assert log == [("enter", 0), ("enter", 1), ("exit", 1), ("exit", 0)]
+
+
 @pytest.mark.parametrize("backend_name", BACKENDS)
 def test_device_rng_is_reproducible(backend_name):
     d = dev(backend_name)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,16 @@ def gpu_available(index: int = 0) -> bool:
     return gpu_unavailable_reason(index) is None
 
 
+_LOCAL = threading.local()
+
+
+def _entered() -> list:
+    """This thread's stack of entered CuPy device contexts."""
+    if not hasattr(_LOCAL, "stack"):
+        _LOCAL.stack = []
+    return _LOCAL.stack
+
+
 _SPEC = re.compile(r"^(cpu|auto|cuda)(?::(\d+))?$")
 
 
@@ -97,14 +108,17 @@ class Device:
         return self.kind == "cuda"
 
     def __enter__(self):
+        """Make this GPU current (``with device: ...``); a no-op on CPU. Nestable. The entered CuPy
+        contexts live on a per-thread stack, since a Device is a frozen value, not a resource."""
         if self.is_cuda:
-            self._ctx = self.xp.cuda.Device(self.index)
-            self._ctx.__enter__()
+            ctx = self.xp.cuda.Device(self.index)
+            ctx.__enter__()
+            _entered().append(ctx)
         return self
 
     def __exit__(self, *exc):
         if self.is_cuda:
-            self._ctx.__exit__(*exc)
+            _entered().pop().__exit__(*exc)
         return False
 
     def asarray(self, a, dtype=None):
