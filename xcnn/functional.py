@@ -424,12 +424,18 @@ def _conv2d_backward_rows(dy, cache, weight, need_dx, need_bias, ws):
                 _fold_rows(dflat[:, b0:b1], dcolb[:, :nb * L].reshape(C, KH, KW, nb, L), offs, L)
         return dw
 
-    parts = _parallel(run, N, block, R * N * L // 64)
-    dw = parts[0]
-    for p in parts[1:]:  # fixed order: the result does not depend on thread timing
-        dw += p
+    dw = _sum_in_order(_parallel(run, N, block, R * N * L // 64))
     dx = dpad[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3) if need_dx else None
     return dx, dw.reshape(weight.shape), db
+
+
+def _sum_in_order(parts):
+    """The threads' partial weight gradients summed in range order (into the first), so the result
+    does not depend on thread timing."""
+    total = parts[0]
+    for p in parts[1:]:
+        total += p
+    return total
 
 
 def _fold_rows(dflat, dc5, offs, L):
@@ -525,10 +531,7 @@ def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True,
                 _col2im_add(dpad[:, b0:b1], dc.reshape(C, KH, KW, b1 - b0, OH, OW), SH, SW)
         return dw
 
-    parts = _parallel(run, N, block, col.size // 4)  # a column element is cheap: weigh it 1/4
-    dw = parts[0]
-    for p in parts[1:]:  # fixed order: the result does not depend on thread timing
-        dw += p
+    dw = _sum_in_order(_parallel(run, N, block, col.size // 4))  # a column element is cheap: weigh it 1/4
     dx = dpad[:, :, PH:PH + H, PW:PW + W].transpose(1, 0, 2, 3) if need_dx else None
     return dx, dw.reshape(weight.shape), db
 

@@ -102,10 +102,7 @@ def train(
                     save_epochs=_parse_epochs_list(save_epochs), train_limit=train_limit, test_limit=test_limit,
                     dtype="float64" if float64 else "float32", init=init, lr_schedule=lr_schedule)
     console = Console(soft_wrap=True)  # long lines (the resume command) must stay copy-pastable
-    try:
-        from .data import DataError
-    except ImportError:  # pragma: no cover
-        DataError = ValueError  # noqa: N806
+    from .data import DataError
     try:
         if quiet or not console.is_terminal:
             result = fit(cfg, resume=resume, log=console.print)

@@ -194,7 +194,7 @@ def _machine() -> dict:
             "processor": cpu_model(), "cores": os.cpu_count(), "xcnn": __version__}
 
 
-def _load_data(cfg: RunConfig, progress):
+def _load_data(cfg: RunConfig):
     from . import data  # noqa: PLC0415  (keeps `import xcnn.trainer` light)
 
     ds = data.load(cfg.dataset, data_dir=cfg.data_dir)
@@ -240,7 +240,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
         raise TrainingError(f"{out} already holds a run (checkpoint.npz): continue it with --resume, "
                             "or choose another --out")
 
-    x_tr, y_tr, x_te, y_te = arrays if arrays is not None else _load_data(cfg, progress)
+    x_tr, y_tr, x_te, y_te = arrays if arrays is not None else _load_data(cfg)
     x_tr, x_te = x_tr.astype(dtype, copy=False), x_te.astype(dtype, copy=False)
     # The whole dataset lives on the device: a step never copies from the host.
     with device:
