@@ -98,6 +98,14 @@ class Layer:
                 self._fail(f"dtype {like.dtype} (the layer's parameter dtype)",
                            f"dtype {x.dtype}; convert the input with .astype({like.dtype}) or the network with .astype()")
 
+    def _out_hw(self, geometry, H, W):
+        """``(OH, OW)`` of this layer's sliding window (``F.conv_geometry`` or ``F.pool_geometry``);
+        a window that does not fit is a :class:`ShapeError` naming the layer."""
+        try:
+            return geometry(H, W, self.kernel_size, self.stride, self.padding, self._label())[-2:]
+        except ValueError as exc:
+            raise ShapeError(str(exc)) from None
+
     def _need_cache(self, what):
         if what is None:
             raise RuntimeError(f"{self._label()}: backward() called without a training-mode forward() before it")
@@ -152,11 +160,7 @@ class Conv2D(Layer):
         if len(input_shape) != 4 or input_shape[1] != self.in_channels:
             self._fail(f"(N, {self.in_channels}, H, W)", tuple(input_shape))
         N, _, H, W = input_shape
-        try:
-            _, _, _, _, _, _, OH, OW = F.conv_geometry(H, W, self.kernel_size, self.stride, self.padding,
-                                                       self._label())
-        except ValueError as exc:
-            raise ShapeError(str(exc)) from None
+        OH, OW = self._out_hw(F.conv_geometry, H, W)
         return (N, self.out_channels, OH, OW)
 
     def forward(self, x):
@@ -313,11 +317,7 @@ class _Pool2D(Layer):
         if len(input_shape) != 4:
             self._fail("(N, C, H, W)", tuple(input_shape))
         N, C, H, W = input_shape
-        try:
-            _, _, _, _, _, _, OH, OW = F.pool_geometry(H, W, self.kernel_size, self.stride, self.padding,
-                                                       self._label())
-        except ValueError as exc:
-            raise ShapeError(str(exc)) from None
+        OH, OW = self._out_hw(F.pool_geometry, H, W)
         return (N, C, OH, OW)
 
 
