@@ -5,13 +5,19 @@ import numpy as np
 import pytest
 from hypothesis import strategies as st
 
+from xcnn import cpu_kernels
 from xcnn.backend import get_device, gpu_unavailable_reason, to_host
 
 _GPU_REASON = gpu_unavailable_reason(0)
+_NUMBA_REASON = None if cpu_kernels.available() else cpu_kernels.reason_unavailable()
 
-#: every test body runs once per backend; CUDA skips (with the reason) where no GPU is usable
+#: every test body runs once per backend: the CPU twice -- with the compiled (Numba) kernels and on
+#: the pure-NumPy path (tests/conftest.py selects it) -- and CUDA, which skips (with the reason)
+#: where no GPU is usable
 BACKENDS = [
-    pytest.param("cpu", id="cpu"),
+    pytest.param("cpu-numba", id="cpu-numba", marks=pytest.mark.skipif(
+        _NUMBA_REASON is not None, reason=f"compiled CPU kernels off: {_NUMBA_REASON}")),
+    pytest.param("cpu-numpy", id="cpu-numpy"),
     pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
         _GPU_REASON is not None, reason=f"no usable GPU: {_GPU_REASON}")]),
 ]
@@ -23,7 +29,8 @@ TOL = {np.dtype(np.float32): (2e-5, 2e-5), np.dtype(np.float64): (1e-10, 1e-12)}
 
 
 def dev(name):
-    return get_device(name)
+    """The device of a backend id (``cpu-numba`` and ``cpu-numpy`` are both the CPU)."""
+    return get_device("cpu" if name.startswith("cpu") else name)
 
 
 def assert_close(actual, expected, dtype=None, rtol=None, atol=None):

@@ -25,6 +25,16 @@ import _emu
 
 pytestmark = pytest.mark.skipif(not _emu.have_compiler(), reason=f"no C++ compiler ({_emu.CXX}) for the kernel emulation")
 
+
+@pytest.fixture(autouse=True)
+def _numpy_reference():
+    """The CUDA kernels are written to match the pure-NumPy path bit for bit (same summation order);
+    the compiled CPU kernels are compared with both in tests/test_cpu_kernels.py."""
+    from xcnn import cpu_kernels  # noqa: PLC0415
+
+    with cpu_kernels.use("numpy"):
+        yield
+
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Launch shapes: what the GPU path would use, one tiny block, and an odd small grid.
 LAUNCHES = [(None, None), (1, 32), (3, 7), (1, 1)]
@@ -298,7 +308,7 @@ def _sanitizer_env():
     if not os.path.isabs(libasan) or not os.path.exists(libasan):
         pytest.skip(f"{_emu.CXX} has no AddressSanitizer runtime (libasan.so not found)")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0",
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0", XCNN_CPU_KERNELS="numpy",
                PYTHONPATH=os.pathsep.join([root, os.path.join(root, "tests"), os.environ.get("PYTHONPATH", "")]))
     return env, os.path.join(root, "tests", "_emu_asan_cases.py")
 

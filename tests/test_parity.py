@@ -19,7 +19,7 @@ _REASON = gpu_unavailable_reason(0)
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(_REASON is not None, reason=f"no usable GPU: {_REASON}")]
 
 TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=1e-5, atol=1e-6)}
-assert len(BACKENDS) == 2  # the backend-parameterised suite covers both devices; this file compares them
+assert [p.values[0] for p in BACKENDS] == ["cpu-numba", "cpu-numpy", "cuda"]  # this file compares the devices
 
 
 def _layer_cases(dtype, rng):

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from . import cpu_kernels as CK
 from .backend import get_array_module
 
 __all__ = [
@@ -121,6 +123,16 @@ def _cuda():
     return cuda_ops
 
 
+_COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _compiled(*arrays) -> bool:
+    """Take the compiled CPU kernels (:mod:`xcnn.cpu_kernels`): they are on, and the (host) arrays
+    share one float32/float64 dtype. Anything else keeps the NumPy path."""
+    dt = arrays[0].dtype
+    return dt in _COMPILED_DTYPES and all(a.dtype == dt for a in arrays[1:]) and CK.active()
+
+
 def _window_view(xpad_cnhw, KH, KW, SH, SW, OH, OW):
     """Strided view ``(C, KH, KW, N, OH, OW)`` of a padded CNHW buffer (no copy)."""
     C, N, Hp, Wp = xpad_cnhw.shape
@@ -171,6 +183,8 @@ CPU_THREADS = _default_threads()
 #: Below this many elements an op runs on the calling thread: a hand-off to a pool thread costs
 #: ~100 us of wall time in CPython, more than splitting a smaller op saves (measured on 2 cores).
 PARALLEL_MIN_ELEMENTS = 1 << 18
+#: when a GEMM last went to OpenBLAS's thread pool (``time.perf_counter()``; read by :mod:`xcnn.cpu_kernels`)
+LAST_THREADED_GEMM = [float("-inf")]
 _POOL: dict = {}
 _POOL_LOCK = threading.Lock()
 
@@ -269,6 +283,8 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
         if bias is not None:
             y2 += bias.reshape(O, 1)
         return xp.ascontiguousarray(y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)), col
+    if SH == 1 and SW == 1 and _compiled(x, weight, *(() if bias is None else (bias,))):
+        return CK.conv2d_forward(x, weight, bias, PH, PW, OH, OW)
     if SH == 1 and SW == 1 and ROW_COLUMNS:
         return _conv2d_forward_rows(x, weight, bias, KH, KW, PH, PW, OH, OW, ws)
     # CPU, strided: the same single column buffer and output layout, but filled and multiplied a chunk
@@ -464,6 +480,8 @@ def matmul_cpu(a, b, out=None, accumulate_k=True):
     if out is None:
         out = np.empty((M, N), dtype=np.result_type(a.dtype, b.dtype))
     if not _skinny(M, N, K):
+        if M * N * K >= SERIAL_GEMM_MNK:
+            LAST_THREADED_GEMM[0] = time.perf_counter()
         np.matmul(a, b, out=out)
         return out
     if M >= K or not accumulate_k:  # rows are independent: split M
@@ -482,6 +500,9 @@ def matmul_cpu(a, b, out=None, accumulate_k=True):
 
 def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True, need_bias=True, ws=None):
     """Gradients of :func:`conv2d_forward`: returns ``(dx or None, dweight, dbias or None)``."""
+    if isinstance(col, CK.DirectCache):  # from the compiled stride-1 CPU forward
+        get_array_module(dy, weight)
+        return CK.conv2d_backward(dy, col, weight, need_dx, need_bias)
     if isinstance(col, RowColumns):  # from the stride-1 CPU forward
         get_array_module(dy, weight)
         return _conv2d_backward_rows(dy, col, weight, need_dx, need_bias, ws)
@@ -573,6 +594,8 @@ def avg_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
     KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "avg_pool2d")
     if xp is not np:
         return _cuda().avg_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
+    if _compiled(x):
+        return CK.avg_pool2d_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
     xpad = _pad_input(x, PH, PW, 0, ws, "pool_pad_zero")
     # Window offsets summed in row-major order (the CUDA kernel's order too: results agree bit for bit),
     # split over threads by samples; y keeps the input's memory order (CNHW after a conv): no transpose.
@@ -599,6 +622,8 @@ def avg_pool2d_backward(dy, x_shape, kernel_size, stride=None, padding=0, ws=Non
     KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "avg_pool2d")
     if xp is not np:
         return _cuda().avg_pool_backward(dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    if _compiled(dy):
+        return CK.avg_pool2d_backward(dy, x_shape, KH, KW, SH, SW, PH, PW)
     scale = dy.dtype.type(1.0 / (KH * KW))
     if SH == KH and SW == KW and PH == 0 and PW == 0 and OH * KH == H and OW * KW == W:
         # Non-overlapping windows tiling the input: every input pixel gets exactly one value.
@@ -631,6 +656,8 @@ def max_pool2d_forward(x, kernel_size, stride=None, padding=0, ws=None):
     KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "max_pool2d")
     if xp is not np:
         return _cuda().max_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
+    if _compiled(x):
+        return CK.max_pool2d_forward(x, KH, KW, SH, SW, PH, PW, OH, OW)
     xpad = _pad_input(x, PH, PW, -np.inf, ws, "pool_pad_ninf")
     y = None
     arg = np.zeros((N, C, OH, OW), dtype=np.int32)
@@ -652,6 +679,8 @@ def max_pool2d_backward(dy, argmax, x_shape, kernel_size, stride=None, padding=0
     KH, KW, SH, SW, PH, PW, OH, OW = pool_geometry(H, W, kernel_size, stride, padding, "max_pool2d")
     if xp is not np:
         return _cuda().max_pool_backward(dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+    if _compiled(dy):
+        return CK.max_pool2d_backward(dy, argmax, x_shape, KH, KW, SH, SW, PH, PW)
     dpad = np.zeros((N, C, H + 2 * PH, W + 2 * PW), dtype=dy.dtype)
     zero = dy.dtype.type(0)
     for k, (hs, wsl) in _offsets(KH, KW, SH, SW, OH, OW):
@@ -664,6 +693,8 @@ def relu_forward(x):
     xp = get_array_module(x)
     if xp is not np:
         return xp.maximum(x, 0)
+    if _compiled(x):
+        return CK.relu_forward(x)
     y = np.empty_like(x)
     _parallel(lambda t, lo, hi: np.maximum(x[lo:hi], 0, out=y[lo:hi]), x.shape[0], 1, x.size)
     return y
@@ -674,6 +705,8 @@ def relu_backward(dy, y):
     xp = get_array_module(dy, y)
     if xp is not np:
         return dy * (y > 0)
+    if _compiled(dy, y):
+        return CK.relu_backward(dy, y)
     dx = np.empty_like(y, dtype=np.result_type(dy.dtype, y.dtype))
 
     def run(t, lo, hi):
