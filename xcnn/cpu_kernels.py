@@ -134,6 +134,13 @@ def _omp_ready(nbk) -> bool:
     return _state["omp"]
 
 
+def _numba_pool_usable() -> bool:
+    """OpenBLAS has had no threaded GEMM for :data:`BLAS_QUIET_S`, and Numba's pool is OpenMP/TBB."""
+    from . import functional as F  # noqa: PLC0415
+
+    return time.perf_counter() - F.LAST_THREADED_GEMM[0] > BLAS_QUIET_S and _omp_ready(_load())
+
+
 def _drive(T, serial, par, n, work):
     """Run an op split into ``T`` ranges ``[n*t//T, n*(t+1)//T)``: ``serial(t, lo, hi)`` runs one
     range, ``par(T)`` runs all of them on Numba's pool. Every way of running gives the same bits.
@@ -145,18 +152,14 @@ def _drive(T, serial, par, n, work):
     CNN, whose GEMMs are kept single-threaded -- and xcnn's own (sleeping) thread pool otherwise."""
     from . import functional as F  # noqa: PLC0415
 
-    if T == 1:
-        return [serial(0, 0, n)]
     bounds = [(t, n * t // T, n * (t + 1) // T) for t in range(T)]
-    if time.perf_counter() - F.LAST_THREADED_GEMM[0] > BLAS_QUIET_S and _omp_ready(_load()):
+    if T > 1 and _numba_pool_usable():
         par(T)
-        return None
-    if work < F.PARALLEL_MIN_ELEMENTS:  # too small for a ~80 us hand-off: the ranges one after another
-        return [serial(*b) for b in bounds]
-    ex = F._executor(F.CPU_THREADS)
-    futs = [ex.submit(serial, *b) for b in bounds[1:]]
-    first = serial(*bounds[0])
-    return [first] + [f.result() for f in futs]
+    elif T > 1 and work >= F.PARALLEL_MIN_ELEMENTS:
+        F._run_bounds(serial, bounds)
+    else:  # one range, or too small for a ~80 us hand-off: the ranges one after another
+        for b in bounds:
+            serial(*b)
 
 
 def _drive_elementwise(serial, par, n):
@@ -164,8 +167,8 @@ def _drive_elementwise(serial, par, n):
     Python pool costs more than it saves on one pass over memory); the split never changes results."""
     from . import functional as F  # noqa: PLC0415
 
-    T = min(F.CPU_THREADS, n) if n >= F.PARALLEL_MIN_ELEMENTS else 1
-    if T > 1 and time.perf_counter() - F.LAST_THREADED_GEMM[0] > BLAS_QUIET_S and _omp_ready(_load()):
+    T = F._split_work(n, n)
+    if T > 1 and _numba_pool_usable():
         par(T)
     else:
         serial(0, n)
@@ -235,8 +238,9 @@ def avg_pool2d_forward(x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _c(x)
     y = np.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)
     scale = x.dtype.type(1.0 / (KH * KW))
-    _drive(_ranges(x.shape[0], x.size), lambda t, n0, n1: nbk.avg_fwd(x, y, KH, KW, SH, SW, PH, PW, scale, n0, n1), lambda T: nbk.avg_fwd_par(x, y, KH, KW, SH, SW, PH, PW, scale, T), x.shape[0],
-           x.size)
+    _drive(_ranges(x.shape[0], x.size),
+           lambda t, n0, n1: nbk.avg_fwd(x, y, KH, KW, SH, SW, PH, PW, scale, n0, n1),
+           lambda T: nbk.avg_fwd_par(x, y, KH, KW, SH, SW, PH, PW, scale, T), x.shape[0], x.size)
     return y
 
 
@@ -245,8 +249,9 @@ def avg_pool2d_backward(dy, x_shape, KH, KW, SH, SW, PH, PW):
     dy = _c(dy)
     dx = np.empty(tuple(x_shape), dtype=dy.dtype)
     scale = dy.dtype.type(1.0 / (KH * KW))
-    _drive(_ranges(dx.shape[0], dx.size), lambda t, n0, n1: nbk.avg_bwd(dy, dx, KH, KW, SH, SW, PH, PW, scale, n0, n1), lambda T: nbk.avg_bwd_par(dy, dx, KH, KW, SH, SW, PH, PW, scale, T), dx.shape[0],
-           dx.size)
+    _drive(_ranges(dx.shape[0], dx.size),
+           lambda t, n0, n1: nbk.avg_bwd(dy, dx, KH, KW, SH, SW, PH, PW, scale, n0, n1),
+           lambda T: nbk.avg_bwd_par(dy, dx, KH, KW, SH, SW, PH, PW, scale, T), dx.shape[0], dx.size)
     return dx
 
 
@@ -255,8 +260,9 @@ def max_pool2d_forward(x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _c(x)
     y = np.empty(x.shape[:2] + (OH, OW), dtype=x.dtype)
     arg = np.empty(y.shape, dtype=np.int32)
-    _drive(_ranges(x.shape[0], x.size), lambda t, n0, n1: nbk.max_fwd(x, y, arg, KH, KW, SH, SW, PH, PW, n0, n1), lambda T: nbk.max_fwd_par(x, y, arg, KH, KW, SH, SW, PH, PW, T), x.shape[0],
-           x.size)
+    _drive(_ranges(x.shape[0], x.size),
+           lambda t, n0, n1: nbk.max_fwd(x, y, arg, KH, KW, SH, SW, PH, PW, n0, n1),
+           lambda T: nbk.max_fwd_par(x, y, arg, KH, KW, SH, SW, PH, PW, T), x.shape[0], x.size)
     return y, arg
 
 
@@ -264,8 +270,9 @@ def max_pool2d_backward(dy, argmax, x_shape, KH, KW, SH, SW, PH, PW):
     nbk = _load()
     dy, argmax = _c(dy), _c(argmax).astype(np.int32, copy=False)
     dx = np.empty(tuple(x_shape), dtype=dy.dtype)
-    _drive(_ranges(dx.shape[0], dx.size), lambda t, n0, n1: nbk.max_bwd(dy, argmax, dx, KH, KW, SH, SW, PH, PW, n0, n1), lambda T: nbk.max_bwd_par(dy, argmax, dx, KH, KW, SH, SW, PH, PW, T), dx.shape[0],
-           dx.size)
+    _drive(_ranges(dx.shape[0], dx.size),
+           lambda t, n0, n1: nbk.max_bwd(dy, argmax, dx, KH, KW, SH, SW, PH, PW, n0, n1),
+           lambda T: nbk.max_bwd_par(dy, argmax, dx, KH, KW, SH, SW, PH, PW, T), dx.shape[0], dx.size)
     return dx
 
 

@@ -211,7 +211,12 @@ def _parallel(fn, N: int, step: int, elements: int):
         return [fn(0, 0, N)]
     per = -(-n_chunks // T)
     bounds = [(t, t * per * step, min(N, (t + 1) * per * step)) for t in range(T)]
-    bounds = [b for b in bounds if b[1] < b[2]]
+    return _run_bounds(fn, [b for b in bounds if b[1] < b[2]])
+
+
+def _run_bounds(fn, bounds):
+    """``fn(t, n0, n1)`` for each ``(t, n0, n1)`` of ``bounds``: the first on the calling thread, the
+    rest on xcnn's thread pool. Returns the results in ``bounds`` order."""
     futs = [_executor(CPU_THREADS).submit(fn, *b) for b in bounds[1:]]
     first = fn(*bounds[0])
     return [first] + [f.result() for f in futs]
