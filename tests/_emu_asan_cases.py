@@ -64,6 +64,21 @@ def cases() -> int:
         np.testing.assert_array_equal(O._max_pool_backward(np, L, y, a, N, C, H, W, *pg),
                                       F.max_pool2d_backward(y, a, x.shape, k, s, p))
         n += 4
+    from xcnn.layers import Parameter  # noqa: PLC0415
+    from xcnn.optim import SGD  # noqa: PLC0415
+
+    for size, dtype, wd in itertools.product((1, 7, 300), (np.float32, np.float64), (0.0, 1e-3)):
+        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+        w, dw, v = (rng.standard_normal(size).astype(dtype) for _ in range(3))
+        par = Parameter(w.copy(), "w")
+        par.grad[...] = dw
+        opt = SGD([par], lr=0.1, momentum=0.9, weight_decay=wd)
+        opt.state["velocity"] = {"w": v.copy()}
+        opt.step()
+        O._sgd_update(np, L, w, dw, v, np.array([0.1, 0.9, wd], dtype))
+        np.testing.assert_array_equal(w, par.data)
+        np.testing.assert_array_equal(v, opt.state["velocity"]["w"])
+        n += 1
     return n
 
 

@@ -176,6 +176,63 @@ def test_single_thread_launch_covers_a_larger_image():
     assert all(c[2] > 100 for c in L.calls)
 
 
+# ----------------------------------------------------------------------------- SGD update
+
+def _numpy_sgd(p, g, v, lr, momentum, weight_decay):
+    """The reference: :class:`xcnn.optim.SGD`'s NumPy update on copies (NumPy path forced)."""
+    from xcnn.layers import Parameter  # noqa: PLC0415
+    from xcnn.optim import SGD  # noqa: PLC0415
+
+    par = Parameter(p.copy(), "w")
+    par.grad[...] = g
+    opt = SGD([par], lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt.state["velocity"] = {"w": v.copy()}
+    opt.step()
+    return par.data, opt.state["velocity"]["w"]
+
+
+@SETTINGS
+@given(n=st.integers(1, 700), dtype=st.sampled_from(DTYPES), data=st.data(),
+       lr=st.floats(1e-4, 1.0), momentum=st.sampled_from([0.0, 1e-3, 0.9]),
+       weight_decay=st.sampled_from([0.0, 1e-3, 5e-4]))
+def test_sgd_update_matches_numpy_bit_for_bit(n, dtype, data, lr, momentum, weight_decay):
+    """The fused kernel does the NumPy update's operations in its order and rounding: identical bits.
+    (The host compiler never contracts here; test_gpu_kernels_match_numpy checks nvcc's code.)"""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    p, g, v = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+    ref_p, ref_v = _numpy_sgd(p, g, v, lr, momentum, weight_decay)
+    hyper = np.array([lr, momentum, weight_decay], dtype=dtype)
+    O._sgd_update(np, _launcher(data.draw), p, g, v, hyper)
+    np.testing.assert_array_equal(p, ref_p)
+    np.testing.assert_array_equal(v, ref_v)
+
+
+def test_sgd_update_reads_hyper_parameters_from_the_buffer():
+    """What a replayed CUDA graph relies on: the same launch arguments, a new value in the buffer,
+    a different update."""
+    p = np.ones(5, np.float32)
+    g = np.full(5, 2.0, np.float32)
+    v = np.zeros(5, np.float32)
+    hyper = np.array([0.5, 0.0, 0.0], np.float32)
+    L = _emu.Launcher()
+    O._sgd_update(np, L, p, g, v, hyper)
+    np.testing.assert_array_equal(p, 0.0)  # 1 - 0.5 * 2
+    hyper[0] = 0.25
+    g[:] = 4.0
+    O._sgd_update(np, L, p, g, v, hyper)
+    np.testing.assert_array_equal(p, -1.0)  # 0 - 0.25 * 4
+
+
+def test_sgd_update_refuses_mismatched_shapes():
+    L = _emu.Launcher()
+    with pytest.raises(ValueError, match="share a shape"):
+        O._sgd_update(np, L, np.zeros(4, np.float32), np.zeros(5, np.float32), np.zeros(4, np.float32),
+                      np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="hyper must be"):
+        O._sgd_update(np, L, *(np.zeros(4, np.float32) for _ in range(3)), np.zeros(2, np.float32))
+    assert not L.calls
+
+
 # ----------------------------------------------------------------------------- argument checks
 
 def _recorded_args():
@@ -192,6 +249,8 @@ def _recorded_args():
         O._avg_pool_backward(np, L, y, 2, 2, 5, 4, *p)
         y, a = O._max_pool_forward(np, L, x, *p)
         O._max_pool_backward(np, L, y, a, 2, 2, 5, 4, *p)
+        w = rng.standard_normal((3, 4)).astype(dtype)
+        O._sgd_update(np, L, w, w.copy(), np.zeros_like(w), np.array([0.1, 0.9, 1e-3], dtype))
     return L.calls
 
 
@@ -296,7 +355,13 @@ def test_public_entry_points_through_fake_cupy(monkeypatch):
                                       F.max_pool2d_backward(y, a, x.shape, 2))
         np.testing.assert_array_equal(O.avg_pool_forward(x, *p), F.avg_pool2d_forward(x, 2))
         np.testing.assert_array_equal(O.avg_pool_backward(y, 2, 3, 6, 5, *p), F.avg_pool2d_backward(y, x.shape, 2))
-        assert len(compiled) == 2  # one module per file, no matter how many launches
+        w, dw = rng.standard_normal((2, 7)).astype(np.float32), rng.standard_normal((2, 7)).astype(np.float32)
+        v = np.zeros_like(w)
+        ref_w, ref_v = _numpy_sgd(w, dw, v, 0.1, 0.9, 1e-3)
+        O.sgd_update(w, dw, v, np.array([0.1, 0.9, 1e-3], np.float32))
+        np.testing.assert_array_equal(w, ref_w)
+        np.testing.assert_array_equal(v, ref_v)
+        assert len(compiled) == 3  # one module per file, no matter how many launches
     finally:
         K.clear_cache()
 
@@ -377,3 +442,9 @@ def test_gpu_kernels_match_numpy(case, dtype):
         np.testing.assert_array_equal(a.get(), ra)
         np.testing.assert_allclose(O.max_pool_backward(y, a, N, C, H, W, *pg).get(),
                                    F.max_pool2d_backward(ry, ra, shape, k, s, p), **tol)
+    w, dw, v = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    ref_w, ref_v = _numpy_sgd(w, dw, v, 0.1, 0.9, 1e-3)
+    wd, vd = dev.asarray(w), dev.asarray(v)
+    O.sgd_update(wd, dev.asarray(dw), vd, dev.asarray(np.array([0.1, 0.9, 1e-3], dtype)))
+    np.testing.assert_array_equal(wd.get(), ref_w)  # no FMA contraction on the real compiler either
+    np.testing.assert_array_equal(vd.get(), ref_v)

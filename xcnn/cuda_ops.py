@@ -7,7 +7,8 @@ NumPy and a launcher that runs the same ``.cu`` files compiled as C++, so they c
 very argument lists. Scalars are explicit NumPy types matching the C signature (``int`` ->
 ``np.int32``, ``long long`` -> ``np.int64``). No op synchronises with the host.
 
-Shapes: x (N, C, H, W); col (C*KH*KW, N*OH*OW); pooled y, argmax (N, C, OH, OW).
+Shapes: x (N, C, H, W); col (C*KH*KW, N*OH*OW); pooled y, argmax (N, C, OH, OW);
+SGD: parameter, gradient and velocity of one shape, hyper (3,) = (lr, momentum, weight_decay).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from .backend import cupy_or_none
 
 __all__ = [
     "BLOCK", "MAX_GRID", "launch_config", "im2col", "col2im", "avg_pool_forward", "avg_pool_backward",
-    "max_pool_forward", "max_pool_backward",
+    "max_pool_forward", "max_pool_backward", "sgd_update",
 ]
 
 BLOCK = 256
@@ -157,6 +158,16 @@ def _max_pool_backward(xp, launch, dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, P
     return dx
 
 
+def _sgd_update(xp, launch, p, g, v, hyper):
+    """In place: ``v = v*momentum + g (+ p*weight_decay); p -= v*lr`` with ``hyper = (lr, momentum,
+    weight_decay)`` read on the device. Every array must be C-contiguous (they are updated in place)."""
+    sfx = _suffix("sgd_update", p)
+    if not (p.shape == g.shape == v.shape) or tuple(hyper.shape) != (3,):
+        raise ValueError(f"sgd_update: parameter {tuple(p.shape)}, gradient {tuple(g.shape)} and velocity "
+                         f"{tuple(v.shape)} must share a shape, hyper must be (3,), got {tuple(hyper.shape)}")
+    _run(launch, "optim.cu", f"sgd_update_{sfx}", p.size, (p, g, v, np.int64(p.size), hyper))
+
+
 # ------------------------------------------------------------------ public GPU entry points
 
 def _cp():
@@ -194,3 +205,9 @@ def max_pool_forward(x, KH, KW, SH, SW, PH, PW, OH, OW):
 def max_pool_backward(dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     """Gradient of max pooling: each ``dy`` goes to its recorded argmax, ``-> (N, C, H, W)``."""
     return _max_pool_backward(_cp(), _gpu_launch, dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
+
+
+def sgd_update(p, g, v, hyper):
+    """One fused SGD step on the GPU, in place (see :func:`_sgd_update`); bit-identical to the
+    NumPy update in :class:`xcnn.optim.SGD`."""
+    _sgd_update(_cp(), _gpu_launch, p, g, v, hyper)

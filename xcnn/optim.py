@@ -110,11 +110,21 @@ class SGD(Optimizer):
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
 
     def step(self):
+        hyper = None
         for p in self.params:
             d = p.data
             v = self._buffer("velocity", p)
-            if get_array_module(d) is np and F._compiled(d, p.grad, v) and d.flags.c_contiguous \
-                    and p.grad.flags.c_contiguous and v.flags.c_contiguous:
+            xp = get_array_module(d)
+            fusable = d.dtype == p.grad.dtype == v.dtype and d.flags.c_contiguous \
+                and p.grad.flags.c_contiguous and v.flags.c_contiguous
+            if xp is not np and fusable and d.dtype in F._COMPILED_DTYPES:
+                # one kernel per parameter (kernels/optim.cu), the same operations and rounding as
+                # _update below; lr/momentum/decay are read on the device (graph-replay safe)
+                if hyper is None or hyper.dtype != d.dtype:
+                    hyper = self.device_hyper(d)
+                F._cuda().sgd_update(d, p.grad, v, hyper)
+                continue
+            if xp is np and fusable and F._compiled(d, p.grad, v):
                 # one compiled pass, the same operations and rounding as _update below
                 CK.sgd_update(d, p.grad, v, self.lr, self.momentum, self.weight_decay)
                 continue
@@ -127,6 +137,24 @@ class SGD(Optimizer):
             else:
                 self._update(d, p.grad, v, s)
         self.steps += 1
+
+    def device_hyper(self, like):
+        """``(lr, momentum, weight_decay)`` as a ``(3,)`` array of ``like``'s dtype on its device, which
+        the fused GPU update reads. Made once; when a Python value changes (a learning-rate schedule)
+        only that entry is rewritten, by a tiny device-side fill: no host synchronisation, and a
+        captured CUDA graph sees the new value on its next replay."""
+        vals = (self.lr, self.momentum, self.weight_decay)
+        h = self.__dict__.get("_hyper")
+        if h is None or h.dtype != like.dtype or get_array_module(h) is not get_array_module(like) \
+                or getattr(h, "device", None) != getattr(like, "device", None):
+            h = get_array_module(like).asarray(np.array(vals, dtype=like.dtype))
+            self._hyper, self._hyper_vals = h, vals
+        elif vals != self._hyper_vals:
+            for i, (new, old) in enumerate(zip(vals, self._hyper_vals)):
+                if new != old:
+                    h[i] = new
+            self._hyper_vals = vals
+        return h
 
     def _update(self, d, g, v, s):
         # v = m*v + g + wd*p; p -= lr*v -- in place, the products go through a reused scratch
