@@ -10,6 +10,8 @@ Note this is *not* PyTorch's placement of the learning rate, which only matters 
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import cpu_kernels as CK
@@ -147,7 +149,9 @@ class SGD(Optimizer):
         h = self.__dict__.get("_hyper")
         if h is None or h.dtype != like.dtype or get_array_module(h) is not get_array_module(like) \
                 or getattr(h, "device", None) != getattr(like, "device", None):
-            h = get_array_module(like).asarray(np.array(vals, dtype=like.dtype))
+            xp = get_array_module(like)
+            with (like.device if xp is not np else contextlib.nullcontext()):
+                h = xp.asarray(np.array(vals, dtype=like.dtype))
             self._hyper, self._hyper_vals = h, vals
         elif vals != self._hyper_vals:
             for i, (new, old) in enumerate(zip(vals, self._hyper_vals)):

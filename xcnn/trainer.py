@@ -33,6 +33,7 @@ from .losses import SoftmaxCrossEntropy
 from .models import build_model
 from .network import CheckpointError, load_checkpoint
 from .optim import get_optimizer
+from .step import make_train_step
 
 __all__ = ["RunConfig", "RunResult", "fit", "TrainingError", "epoch_permutation", "evaluate_arrays"]
 
@@ -65,6 +66,7 @@ class RunConfig:
     dtype: str = "float32"
     lr_schedule: str = "constant"  # or "cosine": lr * (1 + cos(pi * t / T)) / 2 over all T steps
     init: str | None = None  # None: the preset's default ("report" for the report's networks)
+    cuda_graph: bool = False  # replay full-batch steps as a captured CUDA graph (same results, fewer launches)
 
     def check(self):
         if self.epochs < 0:
@@ -83,8 +85,12 @@ class RunConfig:
             raise TrainingError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.dtype not in ("float32", "float64"):
             raise TrainingError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.cuda_graph and self.optimizer != "sgd":
+            raise TrainingError(f"--cuda-graph supports --optimizer sgd only, got {self.optimizer!r} (its per-step "
+                                "bias correction would be frozen by a replayed graph); drop --cuda-graph")
 
-    # settings that must agree for --resume to continue the same run
+    # settings that must agree for --resume to continue the same run (not cuda_graph: it changes
+    # how a step is launched, never its result)
     RESUME_KEYS = ("model", "dataset", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "seed",
                    "train_limit", "test_limit", "dtype", "log_every", "init", "lr_schedule")
 
@@ -257,6 +263,10 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
         opt_kw["momentum"] = cfg.momentum
     opt = get_optimizer(cfg.optimizer, net.parameters(), **opt_kw)
     loss_fn = SoftmaxCrossEntropy()
+    try:
+        train_step = make_train_step(net, opt, loss_fn, cfg.batch_size, cuda_graph=cfg.cuda_graph, log=log)
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
 
     out.mkdir(parents=True, exist_ok=True)
     if state is not None:
@@ -302,7 +312,7 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
         return RunResult(status, len(history), final, best, out, history, message)
 
     iteration = epoch * steps_per_epoch + batch_in_epoch
-    win_loss, win_correct, win_seen = 0.0, 0, 0
+    win_seen = 0
     # Overflow/NaN warnings are not printed: a non-finite loss is detected and reported below.
     with _Interrupt() as stop, np.errstate(over="ignore", invalid="ignore"):
         while epoch < cfg.epochs:
@@ -312,47 +322,39 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
                          start=batch_in_epoch)
             t0 = time.perf_counter()
             net.train()
-            for b in range(batch_in_epoch, steps_per_epoch):
-                idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                xb, yb = X[idx], Y[idx]
-                logits = net.forward(xb)
-                loss = loss_fn.forward(logits, yb)
-                if cfg.lr_schedule != "constant":
-                    opt.lr = lr_at(cfg, iteration, cfg.epochs * steps_per_epoch)
-                opt.zero_grad()
-                net.backward(loss_fn.backward())
-                opt.step()
-                bs = int(yb.shape[0])
-                # accumulate on the device; the host reads only at log points
-                win_loss = win_loss + loss * bs
-                win_correct = win_correct + (logits.argmax(axis=1) == yb).sum()
-                win_seen += bs
-                iteration += 1
-                last = b == steps_per_epoch - 1
-                if iteration % cfg.log_every == 0 or last or stop.requested:
-                    wl, wc = float(win_loss), int(win_correct)
-                    if not math.isfinite(wl):
+            with train_step.scope():
+                for b in range(batch_in_epoch, steps_per_epoch):
+                    idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                    if cfg.lr_schedule != "constant":
+                        opt.lr = lr_at(cfg, iteration, cfg.epochs * steps_per_epoch)
+                    train_step(X, Y, idx)  # loss and accuracy accumulate on the device
+                    win_seen += int(idx.shape[0])
+                    iteration += 1
+                    last = b == steps_per_epoch - 1
+                    if iteration % cfg.log_every == 0 or last or stop.requested:
+                        wl, wc = train_step.take()  # the host reads only at log points
+                        if not math.isfinite(wl):
+                            run_acc["seconds"] += time.perf_counter() - t0
+                            msg = (f"loss became {wl} at iteration {iteration} (epoch {epoch + 1}); stopped. "
+                                   f"The last good checkpoint is {ck_path if ck_path.exists() else 'not written yet'}"
+                                   f"; try a lower --lr (now {cfg.lr}).")
+                            log(msg)
+                            return finish("diverged", msg)
+                        iter_rows.append({"iteration": iteration, "epoch": epoch + (b + 1) / steps_per_epoch,
+                                          "train_loss": wl / win_seen, "train_acc": wc / win_seen})
+                        run_acc["loss"] += wl
+                        run_acc["correct"] += wc
+                        run_acc["seen"] += win_seen
+                        if progress:
+                            progress("step", step=b + 1, loss=wl / win_seen, acc=wc / win_seen)
+                        win_seen = 0
+                    if stop.requested and not last:
                         run_acc["seconds"] += time.perf_counter() - t0
-                        msg = (f"loss became {wl} at iteration {iteration} (epoch {epoch + 1}); stopped. "
-                               f"The last good checkpoint is {ck_path if ck_path.exists() else 'not written yet'}"
-                               f"; try a lower --lr (now {cfg.lr}).")
+                        save_checkpoint(epoch, b + 1, iteration)
+                        msg = (f"interrupted at epoch {epoch + 1}, batch {b + 1}/{steps_per_epoch}; checkpoint saved. "
+                               f"Resume with: python -m xcnn.train --out {out} --resume (and the same settings)")
                         log(msg)
-                        return finish("diverged", msg)
-                    iter_rows.append({"iteration": iteration, "epoch": epoch + (b + 1) / steps_per_epoch,
-                                      "train_loss": wl / win_seen, "train_acc": wc / win_seen})
-                    run_acc["loss"] += wl
-                    run_acc["correct"] += wc
-                    run_acc["seen"] += win_seen
-                    if progress:
-                        progress("step", step=b + 1, loss=wl / win_seen, acc=wc / win_seen)
-                    win_loss, win_correct, win_seen = 0.0, 0, 0
-                if stop.requested and not last:
-                    run_acc["seconds"] += time.perf_counter() - t0
-                    save_checkpoint(epoch, b + 1, iteration)
-                    msg = (f"interrupted at epoch {epoch + 1}, batch {b + 1}/{steps_per_epoch}; checkpoint saved. "
-                           f"Resume with: python -m xcnn.train --out {out} --resume (and the same settings)")
-                    log(msg)
-                    return finish("interrupted", msg)
+                        return finish("interrupted", msg)
             device.synchronize()
             train_s = run_acc["seconds"] + time.perf_counter() - t0
             t1 = time.perf_counter()
