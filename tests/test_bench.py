@@ -55,6 +55,34 @@ def test_bench_quick_writes_json_and_markdown(tmp_path):
     assert "| model | batch |" in md and "Peak memory" in md and "## Machine" in md
 
 
+def test_bench_graph_runner_and_gpu_targets_in_the_report(tmp_path, monkeypatch):
+    """The --cuda-graph runner of a CUDA benchmark, on the NumPy stand-in of tests/test_step.py: it
+    trains through replays, and the report shows its row, the GPU targets and the images/s line."""
+    from test_step import FakeGraphs
+
+    from xcnn import bench
+    from xcnn import step as S
+
+    monkeypatch.setattr(S, "CupyGraphs", lambda like: FakeGraphs())
+    row = bench.measure("seed-cnn", 8, "cpu", images=16, repeats=2, warmup=1, use_torch=False, budget_s=5,
+                        pause_s=0, cuda_graph=True)
+    assert row["xcnn-graph"]["epoch_s_median"] > 0 and row["graph_failed"] is None and row["graph_replays"] > 4
+    # the same row as a CUDA run would report it, with a stand-in PyTorch time
+    row = dict(row, torch=dict(row["xcnn"]), ratio_median=0.9, ratio_min=0.9, ratio_graph_median=0.5,
+               target=bench.GPU_TARGETS[("seed-cnn", 50)], met=True, batch=50)
+    big = dict(row, batch=1024, target=None, met=False)
+    big["xcnn-graph"] = dict(big["xcnn-graph"], images_per_s=2.5e6)
+    machine = bench.machine_info(2)
+    res = {"device": "cuda", "started": "now", "command": "python -m xcnn.bench --device cuda", "seconds": 1,
+           "spec": {"images": 16, "repeats": 2, "threads": 2}, "memory": [], "notes": [],
+           "runs": [{"label": "Training speed", "torch_skipped": None, "machine": machine, "rows": [row, big]}]}
+    bench.write_markdown(tmp_path / "b.md", res)
+    md = (tmp_path / "b.md").read_text()
+    assert "| seed-cnn, --cuda-graph | 50 |" in md and "| 0.50 |" in md
+    assert "- met: seed-cnn @ 50" in md
+    assert "images/s at batch 1024: 2,500,000 (target >= 1,000,000: met)" in md
+
+
 @pytest.fixture
 def numpy_path():
     with cpu_kernels.use("numpy"):

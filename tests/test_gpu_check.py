@@ -53,3 +53,39 @@ def test_no_gpu_means_dry_mode_automatically(tmp_path):
     rep, md = _check_dry_report(tmp_path / "r")
     assert rep["dry_reason"] == rep["environment"]["gpu_unavailable_reason"] and rep["dry_reason"]
     assert rep["dry_reason"] in md
+
+
+def _module():
+    import importlib.util  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location("gpu_check", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_graph_timings_and_gpu_targets(monkeypatch):
+    """The --cuda-graph timing rows (on the NumPy stand-in of tests/test_step.py) and how the GPU
+    targets are judged: the better of the eager and graph steps, and a failed capture is reported."""
+    from test_step import FakeGraphs
+
+    from xcnn import step as S
+
+    gc = _module()
+    monkeypatch.setattr(S, "CupyGraphs", lambda like: FakeGraphs())
+    rows = gc.epoch_timings("cpu", [4], 2, graph=True)
+    assert {r["framework"] for r in rows} == {"xcnn --cuda-graph"}
+    assert all(r["graph_failed"] is None and r["graph_replays"] >= 3 and r["epoch_s"] > 0 for r in rows)
+
+    def row(fw, batch, epoch_s, **kw):
+        return {"device": "cuda:0", "framework": fw, "model": "seed-cnn", "batch": batch, "epoch_s": epoch_s, **kw}
+
+    text = "\n".join(gc.gpu_targets([row("xcnn", 50, 0.9), row("xcnn --cuda-graph", 50, 0.3),
+                                     row("torch 2.11 + cuDNN", 50, 0.6), row("xcnn", 1024, 0.1),
+                                     row("xcnn --cuda-graph", 1024, 0.05, graph_failed="boom")]))
+    assert "batch 50, xcnn: 1.50x" in text and "batch 50, xcnn --cuda-graph: 0.50x" in text
+    assert "target <= 1.0: met (best 0.50)" in text
+    assert "batch 1024: 1,200,000 images/s (target >= 1,000,000: met)" in text
+    assert "capture FAILED for seed-cnn @ 1024 (boom)" in text
+    text = "\n".join(gc.gpu_targets([row("xcnn", 50, 0.9), row("torch 2.11 + cuDNN", 50, 0.6)]))
+    assert "NOT met (best 1.50)" in text and "1024 images/s on the GPU: not measured" in text
