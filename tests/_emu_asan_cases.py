@@ -79,6 +79,17 @@ def cases() -> int:
         np.testing.assert_array_equal(w, par.data)
         np.testing.assert_array_equal(v, opt.state["velocity"]["w"])
         n += 1
+    for (N, K), dtype in itertools.product(((1, 1), (3, 10), (40, 7)), (np.float32, np.float64)):
+        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+        z = rng.standard_normal((N, K)).astype(dtype)
+        y = rng.integers(0, K, N)
+        y[0] = K  # an out-of-range label must not read past the row
+        rows, grad = O._softmax_xent(np, L, z, y)
+        assert np.isnan(rows[0]) and np.isfinite(rows[1:]).all()
+        if N > 1:
+            np.testing.assert_allclose(grad[1:], F.softmax_cross_entropy(z[1:], y[1:])[1] * (N - 1) / N,
+                                       rtol=1e-5, atol=1e-6)
+        n += 1
     return n
 
 

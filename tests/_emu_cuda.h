@@ -3,6 +3,7 @@
 // Launches run every block and every thread sequentially; that is exact for kernels without
 // shared memory or __syncthreads (which is why ours have none).
 #pragma once
+#include <cmath>
 #include <cstring>
 
 #define __global__

@@ -233,6 +233,43 @@ def test_sgd_update_refuses_mismatched_shapes():
     assert not L.calls
 
 
+# ----------------------------------------------------------------------------- softmax cross-entropy
+
+@SETTINGS
+@given(N=st.integers(1, 40), K=st.integers(1, 12), dtype=st.sampled_from(DTYPES),
+       scale=st.sampled_from([1e-3, 1.0, 30.0, 1e4]), data=st.data())
+def test_softmax_xent_matches_numpy(N, K, dtype, scale, data):
+    """Loss and gradient against the array-level NumPy version; logits up to 1e4 check that the
+    log-sum-exp is stable (a naive softmax would overflow)."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    z = (rng.standard_normal((N, K)) * scale).astype(dtype)
+    y = rng.integers(0, K, N)
+    rows, grad = O._softmax_xent(np, _launcher(data.draw), z, y)
+    loss, ref_grad = F.softmax_cross_entropy(z, y)
+    assert rows.dtype == grad.dtype == dtype and rows.shape == (N,) and grad.shape == (N, K)
+    assert np.isfinite(rows).all() and np.isfinite(grad).all()
+    rtol, atol = (2e-6, 1e-6) if dtype == np.float32 else (1e-13, 1e-14)
+    np.testing.assert_allclose(rows.mean(dtype=np.float64), float(loss), rtol=rtol, atol=atol * max(1.0, scale))
+    np.testing.assert_allclose(grad, ref_grad, rtol=rtol, atol=atol)
+    # and against float64 by hand: per-row loss = logsumexp - z[label]
+    z64 = z.astype(np.float64)
+    m = z64.max(axis=1)
+    lse = m + np.log(np.exp(z64 - m[:, None]).sum(axis=1))
+    np.testing.assert_allclose(rows, lse - z64[np.arange(N), y], rtol=rtol * 5, atol=atol * max(1.0, scale) * 5)
+
+
+def test_softmax_xent_bad_labels_give_nan_rows_not_stray_reads():
+    z = np.zeros((4, 3), np.float32)
+    rows, grad = O._softmax_xent(np, _emu.Launcher(), z, np.array([0, 3, -1, 2]))
+    assert np.isfinite(rows[[0, 3]]).all() and np.isnan(rows[[1, 2]]).all()
+    assert np.isnan(grad[[1, 2]]).all() and np.isfinite(grad[[0, 3]]).all()
+    np.testing.assert_allclose(rows[0], np.log(3), rtol=1e-6)
+    with pytest.raises(TypeError, match="integers"):
+        O._softmax_xent(np, _emu.Launcher(), z, np.zeros(4, np.float32))
+    with pytest.raises(ValueError, match=r"logits \(N, K\) and labels \(N,\)"):
+        O._softmax_xent(np, _emu.Launcher(), z, np.zeros(5, np.int64))
+
+
 # ----------------------------------------------------------------------------- argument checks
 
 def _recorded_args():
@@ -251,6 +288,7 @@ def _recorded_args():
         O._max_pool_backward(np, L, y, a, 2, 2, 5, 4, *p)
         w = rng.standard_normal((3, 4)).astype(dtype)
         O._sgd_update(np, L, w, w.copy(), np.zeros_like(w), np.array([0.1, 0.9, 1e-3], dtype))
+        O._softmax_xent(np, L, w, np.array([0, 3, 1]))
     return L.calls
 
 
@@ -361,7 +399,12 @@ def test_public_entry_points_through_fake_cupy(monkeypatch):
         O.sgd_update(w, dw, v, np.array([0.1, 0.9, 1e-3], np.float32))
         np.testing.assert_array_equal(w, ref_w)
         np.testing.assert_array_equal(v, ref_v)
-        assert len(compiled) == 3  # one module per file, no matter how many launches
+        z, t = rng.standard_normal((5, 4)).astype(np.float32), np.array([0, 3, 1, 1, 2])
+        rows, grad = O.softmax_xent(z, t)
+        loss, ref_grad = F.softmax_cross_entropy(z, t)
+        np.testing.assert_allclose(rows.mean(), loss, rtol=1e-6)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-7)
+        assert len(compiled) == 4  # one module per file, no matter how many launches
     finally:
         K.clear_cache()
 
@@ -448,3 +491,9 @@ def test_gpu_kernels_match_numpy(case, dtype):
     O.sgd_update(wd, dev.asarray(dw), vd, dev.asarray(np.array([0.1, 0.9, 1e-3], dtype)))
     np.testing.assert_array_equal(wd.get(), ref_w)  # no FMA contraction on the real compiler either
     np.testing.assert_array_equal(vd.get(), ref_v)
+    z = (rng.standard_normal((N * C, W)) * 30).astype(dtype)
+    t = rng.integers(0, W, N * C)
+    rows, grad = O.softmax_xent(dev.asarray(z), dev.asarray(t))
+    loss, ref_grad = F.softmax_cross_entropy(z, t)
+    np.testing.assert_allclose(float(rows.mean()), float(loss), **tol)
+    np.testing.assert_allclose(grad.get(), ref_grad, **tol)

@@ -8,7 +8,8 @@ very argument lists. Scalars are explicit NumPy types matching the C signature (
 ``np.int32``, ``long long`` -> ``np.int64``). No op synchronises with the host.
 
 Shapes: x (N, C, H, W); col (C*KH*KW, N*OH*OW); pooled y, argmax (N, C, OH, OW);
-SGD: parameter, gradient and velocity of one shape, hyper (3,) = (lr, momentum, weight_decay).
+SGD: parameter, gradient and velocity of one shape, hyper (3,) = (lr, momentum, weight_decay);
+softmax cross-entropy: logits and gradient (N, K), labels (N,) int64, per-row losses (N,).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .backend import cupy_or_none
 
 __all__ = [
     "BLOCK", "MAX_GRID", "launch_config", "im2col", "col2im", "avg_pool_forward", "avg_pool_backward",
-    "max_pool_forward", "max_pool_backward", "sgd_update",
+    "max_pool_forward", "max_pool_backward", "sgd_update", "softmax_xent",
 ]
 
 BLOCK = 256
@@ -168,6 +169,25 @@ def _sgd_update(xp, launch, p, g, v, hyper):
     _run(launch, "optim.cu", f"sgd_update_{sfx}", p.size, (p, g, v, np.int64(p.size), hyper))
 
 
+def _softmax_xent(xp, launch, logits, labels):
+    """``(loss_rows (N,), grad (N, K))`` of softmax cross-entropy against integer ``labels (N,)``:
+    ``loss_rows[i] = logsumexp(z_i) - z_i[label_i]``, ``grad = (softmax(z) - onehot) / N``."""
+    if logits.ndim != 2 or labels.ndim != 1 or labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"softmax_xent: expected logits (N, K) and labels (N,), got {tuple(logits.shape)} "
+                         f"and {tuple(labels.shape)}")
+    if np.dtype(labels.dtype).kind not in "iu":
+        raise TypeError(f"softmax_xent: labels must be integers, got {labels.dtype}")
+    logits = xp.ascontiguousarray(logits)
+    sfx = _suffix("softmax_xent", logits)
+    N, K = logits.shape
+    (k,) = _ints("softmax_xent", K=K)
+    labels = xp.ascontiguousarray(labels, dtype=np.int64)
+    loss_rows = xp.empty(N, dtype=logits.dtype)
+    grad = xp.empty((N, K), dtype=logits.dtype)
+    _run(launch, "loss.cu", f"softmax_xent_{sfx}", N, (logits, labels, loss_rows, grad, np.int64(N), k))
+    return loss_rows, grad
+
+
 # ------------------------------------------------------------------ public GPU entry points
 
 def _cp():
@@ -211,3 +231,9 @@ def sgd_update(p, g, v, hyper):
     """One fused SGD step on the GPU, in place (see :func:`_sgd_update`); bit-identical to the
     NumPy update in :class:`xcnn.optim.SGD`."""
     _sgd_update(_cp(), _gpu_launch, p, g, v, hyper)
+
+
+def softmax_xent(logits, labels):
+    """Per-row softmax cross-entropy losses and the gradient of their mean, in one launch
+    (see :func:`_softmax_xent`)."""
+    return _softmax_xent(_cp(), _gpu_launch, logits, labels)

@@ -763,6 +763,9 @@ def softmax_cross_entropy(logits, target):
         raise ValueError(f"softmax_cross_entropy: expected logits (N, K), got {tuple(logits.shape)}")
     N, K = logits.shape
     if target.ndim == 1 and target.dtype.kind in "iu" and target.shape[0] == N:
+        if xp is not np and logits.dtype in _COMPILED_DTYPES:  # one fused kernel (kernels/loss.cu)
+            rows, grad = _cuda().softmax_xent(logits, target)
+            return rows.mean(), grad
         lsm = log_softmax(logits)
         loss = -lsm[xp.arange(N), target].mean()
         grad = xp.exp(lsm)
@@ -772,7 +775,7 @@ def softmax_cross_entropy(logits, target):
         lsm = log_softmax(logits)
         loss = -(t * lsm).sum() / N
         grad = xp.exp(lsm) - t
-    grad *= logits.dtype.type(1.0 / N)
+    grad *= logits.dtype.type(1.0 / max(N, 1))  # an empty batch: an empty gradient, not a ZeroDivisionError
     return loss, grad
 
 
