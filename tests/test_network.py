@@ -7,7 +7,7 @@ from helpers import BACKENDS, dev
 
 from xcnn import backend
 from xcnn.backend import DeviceError, get_device, to_host
-from xcnn.layers import Linear, ReLU
+from xcnn.layers import Conv2D, Flatten, Linear, ReLU
 from xcnn.losses import SoftmaxCrossEntropy
 from xcnn.models import PARAMETER_COUNTS, build_model
 from xcnn.network import CheckpointError, Network
@@ -66,6 +66,30 @@ def test_one_sgd_step_equals_the_hand_computed_update(backend):
         for i, (p, w, g) in enumerate(zip(net.parameters(), before, grads)):
             velocity[i] = 0.5 * velocity[i] + (g + 1e-3 * w)  # biases decayed too
             np.testing.assert_allclose(to_host(p.data), w - 0.1 * velocity[i], rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_backward_overwrites_every_gradient(backend, bias):
+    """The training step relies on it (it skips zero_grad): whatever a gradient held before, backward
+    leaves exactly the gradient of this batch -- for convolutions (strided or not, with or without
+    bias and input gradient) and linear layers."""
+    d = dev(backend)
+    rng = np.random.default_rng(0)
+    net = Network([Conv2D(2, 3, 3, padding=1, bias=bias, rng=rng, dtype=np.float64), ReLU(),
+                   Conv2D(3, 4, 3, stride=2, bias=bias, rng=rng, dtype=np.float64), Flatten(),
+                   Linear(4 * 3 * 3, 5, bias=bias, rng=rng, dtype=np.float64)]).to(d)
+    x, y = d.asarray(rng.standard_normal((3, 2, 7, 7))), d.asarray(rng.integers(0, 5, 3))
+    for p in net.parameters():
+        p.grad.fill(0)
+    _grads(net, x, y)
+    clean = [to_host(p.grad).copy() for p in net.parameters()]
+    assert all(np.abs(g).sum() > 0 for g in clean)
+    for p in net.parameters():
+        p.grad.fill(np.nan)
+    _grads(net, x, y)
+    for p, g in zip(net.parameters(), clean):
+        np.testing.assert_array_equal(to_host(p.grad), g, err_msg=p.name)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

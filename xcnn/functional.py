@@ -503,8 +503,12 @@ def matmul_cpu(a, b, out=None, accumulate_k=True):
     return out
 
 
-def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True, need_bias=True, ws=None):
-    """Gradients of :func:`conv2d_forward`: returns ``(dx or None, dweight, dbias or None)``."""
+def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True, need_bias=True, ws=None,
+                    dw_out=None, db_out=None):
+    """Gradients of :func:`conv2d_forward`: returns ``(dx or None, dweight, dbias or None)``.
+
+    On the GPU ``dw_out``/``db_out`` (a layer's gradient arrays) receive the GEMM and the sum
+    directly, saving two copy kernels; elsewhere the caller copies what is returned."""
     if isinstance(col, CK.DirectCache):  # from the compiled stride-1 CPU forward
         get_array_module(dy, weight)
         return CK.conv2d_backward(dy, col, weight, need_dx, need_bias)
@@ -514,14 +518,22 @@ def conv2d_backward(dy, col, x_shape, weight, stride=1, padding=0, need_dx=True,
     xp = get_array_module(dy, col, weight)
     O, C, KH, KW = weight.shape
     dy2 = dy.transpose(1, 0, 2, 3).reshape(O, -1)  # free when dy came from our CNHW layout
-    db = dy2.sum(axis=1) if need_bias else None
     if xp is not np:
-        dw = (dy2 @ col.T).reshape(weight.shape)
+        direct = dw_out is not None and dw_out.flags.c_contiguous and dw_out.dtype == dy2.dtype == col.dtype
+        if direct:
+            xp.matmul(dy2, col.T, out=dw_out.reshape(O, -1))
+            dw = dw_out
+        else:
+            dw = (dy2 @ col.T).reshape(weight.shape)
+        db = None
+        if need_bias:
+            db = dy2.sum(axis=1, out=db_out) if db_out is not None and db_out.dtype == dy2.dtype else dy2.sum(axis=1)
         dx = None
         if need_dx:
             dcol = weight.reshape(O, -1).T @ dy2
             dx = col2im(dcol, x_shape, (KH, KW), stride, padding, ws=ws)
         return dx, dw, db
+    db = dy2.sum(axis=1) if need_bias else None
     # CPU: chunks of samples, as in the forward. dW accumulates over chunks; each chunk's dcol
     # is folded into dx while still in cache, so no full-size dcol is ever allocated.
     N, _, H, W = x_shape

@@ -176,9 +176,11 @@ class Conv2D(Layer):
         col = self._need_cache(self._col)
         dx, dw, db = F.conv2d_backward(dy, col, self._x_shape, self.weight.data, self.stride, self.padding,
                                        need_dx=self.needs_input_grad, need_bias=self.bias is not None,
-                                       ws=self.ws)
-        self.weight.grad[...] = dw
-        if self.bias is not None:
+                                       ws=self.ws, dw_out=self.weight.grad,
+                                       db_out=self.bias.grad if self.bias is not None else None)
+        if dw is not self.weight.grad:
+            self.weight.grad[...] = dw
+        if self.bias is not None and db is not self.bias.grad:
             self.bias.grad[...] = db
         return dx
 

@@ -55,7 +55,8 @@ class TrainStep:
     def _train(self, x, y):
         logits = self.net.forward(x)
         loss = self.loss_fn.forward(logits, y)
-        self.opt.zero_grad()
+        # no opt.zero_grad(): every layer's backward overwrites its gradients (tests/test_network.py
+        # checks it), so clearing them first would only cost a fill per parameter
         self.net.backward(self.loss_fn.backward())
         self.opt.step()
         self._sums(loss.dtype, get_array_module(logits))
