@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """One-shot GPU check: install, run the whole test suite with the GPU visible, time the hot
-ops and the seed CNN on CPU vs GPU (and PyTorch + cuDNN when it imports), and write
+ops and the seed CNN on CPU vs GPU (eager and ``--cuda-graph``; PyTorch + cuDNN when it
+imports), train 2 real MNIST epochs through the trainer both ways, and write
 ``report.md`` + ``report.json`` into OUTDIR. Needs no network. Under 5 minutes on an H200.
 
     python scripts/gpu_check.py OUTDIR            # on a GPU machine
@@ -212,6 +213,33 @@ def torch_timings(batches, steps, use_cuda):
     return rows
 
 
+def training_runs(device, out_root, batches=(50, 1024), graph_modes=(False, True), epochs=2, data_dir=None,
+                  train_limit=None):
+    """Real MNIST training through the trainer (``python -m xcnn.train``'s code path): seconds of the
+    last epoch's training steps, test accuracy, and whether the ``--cuda-graph`` run ended with the
+    same weights as the eager one, bit for bit."""
+    from xcnn.network import load_checkpoint
+    from xcnn.trainer import RunConfig, fit
+
+    rows, final = [], {}
+    for batch in batches:
+        for graph in graph_modes:
+            out = Path(out_root) / f"{device.replace(':', '')}-b{batch}-{'graph' if graph else 'eager'}"
+            cfg = RunConfig(device=device, epochs=epochs, batch_size=batch, out=str(out), data_dir=data_dir,
+                            cuda_graph=graph, log_every=100, train_limit=train_limit)
+            res = fit(cfg, log=lambda *a: None)
+            last = res.history[-1]
+            final[(batch, graph)] = load_checkpoint(out / "checkpoint.npz")["params"]
+            row = {"device": device, "batch": batch, "cuda_graph": graph, "status": res.status, "epochs": epochs,
+                   "last_epoch_train_s": last["train_seconds"], "images_per_s": last["images_per_second"],
+                   "test_acc": last["test_acc"]}
+            if graph and (batch, False) in final:
+                a, b = final[(batch, False)], final[(batch, True)]
+                row["same_weights_as_eager"] = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+            rows.append(row)
+    return rows
+
+
 def _guard(report, key, fn, *a):
     try:
         return fn(*a)
@@ -283,6 +311,14 @@ def write_report(out: Path, report: dict) -> None:
         else:
             L.append(f"| {r['framework']} | {r.get('model', 'seed-cnn')} | {r['device']} | {r['batch']} | "
                      f"{r['step_ms']:.2f} | {r['epoch_s']:.2f} | {EPOCH_IMAGES / r['epoch_s']:,.0f} |")
+    if report.get("training"):
+        L += ["", f"## Real MNIST training, {report['training'][0]['epochs']} epochs per run (the trainer's code path)",
+              "", "| device | batch | --cuda-graph | last epoch: train s | images/s | test acc | same weights as eager |",
+              "|---|---|---|---|---|---|---|"]
+        for r in report["training"]:
+            same = {True: "yes", False: "**NO**"}.get(r.get("same_weights_as_eager"), "-")
+            L.append(f"| {r['device']} | {r['batch']} | {'yes' if r['cuda_graph'] else 'no'} | "
+                     f"{r['last_epoch_train_s']:.2f} | {r['images_per_s']:,.0f} | {r['test_acc']:.4f} | {same} |")
     L += gpu_targets(report["epochs"])
     L += [""] + [f"- {s}" for s in report["skipped_parts"]]
     if report.get("errors"):
@@ -345,10 +381,20 @@ def main(argv=None) -> int:
             report["epochs"] += _guard(report, "torch/cuda", torch_timings, batches, steps, True)
     else:
         report["skipped_parts"].append(f"PyTorch timings: skipped (torch not importable: {env.get('torch_note')})")
+    data_dir = os.environ.get("XCNN_DATA") or (str(ROOT / ".xcnn-data") if (ROOT / ".xcnn-data").is_dir() else None)
+    if dry:
+        report["skipped_parts"].append("Real MNIST training runs: skipped (dry run)")
+    else:
+        import tempfile  # noqa: PLC0415
+
+        with tempfile.TemporaryDirectory(prefix="xcnn-gpu-check-") as tmp:
+            report["training"] = _guard(report, "training/cuda", training_runs, "cuda", tmp, (50, 1024), (False, True),
+                                        2, data_dir)
     report["seconds"] = time.perf_counter() - t0
     write_report(args.outdir, report)
     print(f"gpu_check: wrote {args.outdir / 'report.md'} and report.json in {report['seconds']:.1f} s")
-    failed = (not dry and report["pytest"].get("rc", 0) != 0) or bool(report.get("errors"))
+    failed = (not dry and report["pytest"].get("rc", 0) != 0) or bool(report.get("errors")) \
+        or any(r.get("same_weights_as_eager") is False for r in report.get("training", []))
     return 1 if failed else 0
 
 

@@ -58,12 +58,11 @@ def test_bench_quick_writes_json_and_markdown(tmp_path):
 def test_bench_graph_runner_and_gpu_targets_in_the_report(tmp_path, monkeypatch):
     """The --cuda-graph runner of a CUDA benchmark, on the NumPy stand-in of tests/test_step.py: it
     trains through replays, and the report shows its row, the GPU targets and the images/s line."""
-    from test_step import FakeGraphs
+    from test_step import use_fake_graphs
 
     from xcnn import bench
-    from xcnn import step as S
 
-    monkeypatch.setattr(S, "CupyGraphs", lambda like: FakeGraphs())
+    use_fake_graphs(monkeypatch)
     row = bench.measure("seed-cnn", 8, "cpu", images=16, repeats=2, warmup=1, use_torch=False, budget_s=5,
                         pause_s=0, cuda_graph=True)
     assert row["xcnn-graph"]["epoch_s_median"] > 0 and row["graph_failed"] is None and row["graph_replays"] > 4

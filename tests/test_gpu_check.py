@@ -67,12 +67,10 @@ def _module():
 def test_graph_timings_and_gpu_targets(monkeypatch):
     """The --cuda-graph timing rows (on the NumPy stand-in of tests/test_step.py) and how the GPU
     targets are judged: the better of the eager and graph steps, and a failed capture is reported."""
-    from test_step import FakeGraphs
-
-    from xcnn import step as S
+    from test_step import use_fake_graphs
 
     gc = _module()
-    monkeypatch.setattr(S, "CupyGraphs", lambda like: FakeGraphs())
+    use_fake_graphs(monkeypatch)
     rows = gc.epoch_timings("cpu", [4], 2, graph=True)
     assert {r["framework"] for r in rows} == {"xcnn --cuda-graph"}
     assert all(r["graph_failed"] is None and r["graph_replays"] >= 3 and r["epoch_s"] > 0 for r in rows)
@@ -89,3 +87,27 @@ def test_graph_timings_and_gpu_targets(monkeypatch):
     assert "capture FAILED for seed-cnn @ 1024 (boom)" in text
     text = "\n".join(gc.gpu_targets([row("xcnn", 50, 0.9), row("torch 2.11 + cuDNN", 50, 0.6)]))
     assert "NOT met (best 1.50)" in text and "1024 images/s on the GPU: not measured" in text
+
+
+def test_training_runs_through_the_trainer_and_report(tmp_path, monkeypatch):
+    """The real-MNIST part, run here on the CPU with synthetic data in place of MNIST (eager, and the
+    graph step on its NumPy stand-in), and its table in the report."""
+    from test_step import use_fake_graphs
+    from test_train import synthetic
+
+    from xcnn import trainer
+
+    gc = _module()
+    use_fake_graphs(monkeypatch)
+    monkeypatch.setattr(trainer, "_load_data", lambda c: synthetic(300, 100))
+    rows = gc.training_runs("cpu", tmp_path, batches=(50,), epochs=2)
+    assert [(r["batch"], r["cuda_graph"]) for r in rows] == [(50, False), (50, True)]
+    assert all(r["status"] == "completed" and r["test_acc"] > 0.5 and r["images_per_s"] > 0 for r in rows)
+    assert rows[1]["same_weights_as_eager"] is True
+    env = {"python": "3", "gpu_usable": False}
+    report = {"started": "now", "dry_run": False, "environment": env, "install": {"skipped": "x"},
+              "pytest": {"skipped": "x"}, "layers": [], "epochs": [], "training": rows, "skipped_parts": [],
+              "seconds": 1.0}
+    gc.write_report(tmp_path / "r", report)
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## Real MNIST training, 2 epochs per run" in md and "| cpu | 50 | yes |" in md and "| yes |" in md

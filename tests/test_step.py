@@ -71,6 +71,25 @@ class FakeGraphs:
         np.take(X, idx, axis=0, out=out)
 
 
+def use_fake_graphs(monkeypatch) -> list:
+    """Make every GraphedTrainStep built from here on use a :class:`FakeGraphs` that knows which arrays
+    its step writes; returns the list of the stand-ins made."""
+    made = []
+    init = S.GraphedTrainStep.__init__
+
+    def fake(like):
+        made.append(FakeGraphs())
+        return made[-1]
+
+    def init_and_wire(self, *a, **kw):
+        init(self, *a, **kw)
+        self.backend.arrays = lambda: _device_state(self.net, self.opt, self)
+
+    monkeypatch.setattr(S, "CupyGraphs", fake)
+    monkeypatch.setattr(S.GraphedTrainStep, "__init__", init_and_wire)
+    return made
+
+
 def _setup(device, seed=0):
     net = build_model("seed-cnn", seed=seed, device=device)
     opt = SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
@@ -184,20 +203,7 @@ def test_take_returns_and_clears_the_running_sums():
 def test_trainer_with_a_graphed_step_writes_the_same_run(tmp_path, monkeypatch):
     """fit(cuda_graph=True) on the stand-in: same weights, per-iteration and per-epoch metrics as eager,
     including a cosine schedule and a smaller last batch (610 images, batch 50)."""
-    made = []
-
-    def fake_factory(like):
-        made.append(FakeGraphs())
-        return made[-1]
-
-    monkeypatch.setattr(S, "CupyGraphs", fake_factory)
-    init = S.GraphedTrainStep.__init__
-
-    def init_and_wire(self, *a, **kw):  # the stand-in's capture must know what to put back
-        init(self, *a, **kw)
-        self.backend.arrays = lambda: _device_state(self.net, self.opt, self)
-
-    monkeypatch.setattr(S.GraphedTrainStep, "__init__", init_and_wire)
+    made = use_fake_graphs(monkeypatch)
     arrays = synthetic(610, 100)
     kw = dict(epochs=2, momentum=0.9, lr_schedule="cosine")
     a = fit_quiet(cfg(tmp_path / "eager", **kw), arrays)
