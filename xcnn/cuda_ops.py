@@ -78,72 +78,65 @@ def _image(op, xp, x):
 
 # ------------------------------------------------------------------ implementations (xp-generic)
 
+def _launch_image_op(xp, launch, op, file, kernel, inputs, outputs, geom):
+    """Allocate ``outputs`` (``(shape, dtype)`` pairs), launch ``file:kernel_<f32|f64>`` with
+    ``(*inputs, *outputs, total, *geom)`` -- one thread per element of the first output, the
+    argument order every im2col/pooling kernel shares -- and return the outputs."""
+    sfx = _suffix(op, inputs[0])
+    outs = [xp.empty(shape, dtype=dtype) for shape, dtype in outputs]
+    total = outs[0].size
+    _run(launch, file, f"{kernel}_{sfx}", total, (*inputs, *outs, np.int64(total), *geom))
+    return outs
+
+
 def _im2col(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("im2col", xp, x)
-    sfx = _suffix("im2col", x)
     N, C, H, W = x.shape
     geom = _geom("im2col", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    col = xp.empty((C * KH * KW, N * OH * OW), dtype=x.dtype)
-    total = col.size
-    _run(launch, "im2col.cu", f"im2col_{sfx}", total,
-         (x, col, np.int64(total), *geom))
+    (col,) = _launch_image_op(xp, launch, "im2col", "im2col.cu", "im2col", (x,),
+                              [((C * KH * KW, N * OH * OW), x.dtype)], geom)
     return col
 
 
 def _col2im(xp, launch, col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     col = xp.ascontiguousarray(col)
-    sfx = _suffix("col2im", col)
     if tuple(col.shape) != (C * KH * KW, N * OH * OW):
         raise ValueError(f"col2im: expected columns {(C * KH * KW, N * OH * OW)}, got {tuple(col.shape)}")
     geom = _geom("col2im", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    dx = xp.empty((N, C, H, W), dtype=col.dtype)
-    total = dx.size
-    _run(launch, "im2col.cu", f"col2im_{sfx}", total,
-         (col, dx, np.int64(total), *geom))
+    (dx,) = _launch_image_op(xp, launch, "col2im", "im2col.cu", "col2im", (col,), [((N, C, H, W), col.dtype)], geom)
     return dx
 
 
 def _avg_pool_forward(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("avg_pool_forward", xp, x)
-    sfx = _suffix("avg_pool_forward", x)
     N, C, H, W = x.shape
     geom = _geom("avg_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    y = xp.empty((N, C, OH, OW), dtype=x.dtype)
-    total = y.size
-    _run(launch, "pool.cu", f"avg_pool_fwd_{sfx}", total,
-         (x, y, np.int64(total), *geom))
+    (y,) = _launch_image_op(xp, launch, "avg_pool_forward", "pool.cu", "avg_pool_fwd", (x,),
+                            [((N, C, OH, OW), x.dtype)], geom)
     return y
 
 
 def _avg_pool_backward(xp, launch, dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     dy = xp.ascontiguousarray(dy)
-    sfx = _suffix("avg_pool_backward", dy)
     if tuple(dy.shape) != (N, C, OH, OW):
         raise ValueError(f"avg_pool_backward: expected dy {(N, C, OH, OW)}, got {tuple(dy.shape)}")
     geom = _geom("avg_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    dx = xp.empty((N, C, H, W), dtype=dy.dtype)
-    total = dx.size
-    _run(launch, "pool.cu", f"avg_pool_bwd_{sfx}", total,
-         (dy, dx, np.int64(total), *geom))
+    (dx,) = _launch_image_op(xp, launch, "avg_pool_backward", "pool.cu", "avg_pool_bwd", (dy,),
+                             [((N, C, H, W), dy.dtype)], geom)
     return dx
 
 
 def _max_pool_forward(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("max_pool_forward", xp, x)
-    sfx = _suffix("max_pool_forward", x)
     N, C, H, W = x.shape
     geom = _geom("max_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    y = xp.empty((N, C, OH, OW), dtype=x.dtype)
-    argmax = xp.empty((N, C, OH, OW), dtype=np.int32)
-    total = y.size
-    _run(launch, "pool.cu", f"max_pool_fwd_{sfx}", total,
-         (x, y, argmax, np.int64(total), *geom))
+    y, argmax = _launch_image_op(xp, launch, "max_pool_forward", "pool.cu", "max_pool_fwd", (x,),
+                                 [((N, C, OH, OW), x.dtype), ((N, C, OH, OW), np.int32)], geom)
     return y, argmax
 
 
 def _max_pool_backward(xp, launch, dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     dy = xp.ascontiguousarray(dy)
-    sfx = _suffix("max_pool_backward", dy)
     if np.dtype(argmax.dtype).kind not in "iu":
         raise TypeError(f"max_pool_backward: argmax must be an integer array, got {argmax.dtype}")
     argmax = xp.ascontiguousarray(argmax, dtype=np.int32)
@@ -152,10 +145,8 @@ def _max_pool_backward(xp, launch, dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, P
             f"max_pool_backward: expected dy and argmax {(N, C, OH, OW)}, got {tuple(dy.shape)} and {tuple(argmax.shape)}"
         )
     geom = _geom("max_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    dx = xp.empty((N, C, H, W), dtype=dy.dtype)
-    total = dx.size
-    _run(launch, "pool.cu", f"max_pool_bwd_{sfx}", total,
-         (dy, argmax, dx, np.int64(total), *geom))
+    (dx,) = _launch_image_op(xp, launch, "max_pool_backward", "pool.cu", "max_pool_bwd", (dy, argmax),
+                             [((N, C, H, W), dy.dtype)], geom)
     return dx
 
 
