@@ -111,3 +111,10 @@ def test_training_runs_through_the_trainer_and_report(tmp_path, monkeypatch):
     gc.write_report(tmp_path / "r", report)
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## Real MNIST training, 2 epochs per run" in md and "| cpu | 50 | yes |" in md and "| yes |" in md
+
+
+def test_missing_mnist_is_named_without_fetching(tmp_path):
+    """The GPU machine has no network: a missing dataset must be reported, never fetched."""
+    reason = _module()._mnist_missing(tmp_path)
+    assert reason.startswith("DataError") and "mnist not found" in reason
+    assert not (tmp_path / "mnist").exists()  # nothing downloaded or written
