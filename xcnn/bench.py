@@ -494,11 +494,12 @@ def _run_child(spec, env, timeout):
 #: code that produces the numbers, so a rerun's Markdown carries them; revise when the code changes).
 LIMITS = [
     "mlp2 at batch >= 256 and mlp1 at 1024 (both sit at 0.93-1.05 at smaller batches, within run-to-run "
-    "noise of 1.0): 75-85% of an MLP step is sgemm, and inside a training step PyTorch's MKL GEMMs run "
-    "faster than NumPy's OpenBLAS ones: at batch 1024 the two 784x400 GEMMs of mlp2 take ~2.0 ms each in "
+    "noise of 1.0): 75-85% of an MLP step is sgemm, and inside a training step, where a GEMM's operands "
+    "come from memory rather than cache, PyTorch's MKL GEMMs run faster than NumPy's OpenBLAS ones: at batch 1024 the two 784x400 GEMMs of mlp2 take ~2.0 ms each in "
     "PyTorch (its profiler) against ~2.2-2.5 ms in xcnn, although timed alone, inputs cycling, the same "
     "OpenBLAS GEMM is no slower than PyTorch's (~2.1 against ~2.4 ms). Reused output buffers, the fastest "
-    "transposition variant of each GEMM and fewer xcnn threads were each measured: no change beyond noise. "
+    "transposition variant of each GEMM, fewer xcnn threads and skipping the SGD update's memory traffic "
+    "were each measured: no change beyond noise. "
     "The rest of xcnn's step (bias, ReLU, loss, the one-pass compiled SGD update) is already lighter than "
     "PyTorch's (~1.2 ms against ~1.8 ms at batch 1024, both profiled). Closing the gap needs a faster "
     "GEMM than NumPy's BLAS gives inside the step; xcnn links no BLAS of its own.",
