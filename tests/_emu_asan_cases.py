@@ -79,6 +79,18 @@ def cases() -> int:
         np.testing.assert_array_equal(w, par.data)
         np.testing.assert_array_equal(v, opt.state["velocity"]["w"])
         n += 1
+    for sizes, dtype in itertools.product(((1,), (5, 1, 33), (300, 2, 2, 17)), (np.float32, np.float64)):
+        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+        ts = [[rng.standard_normal(k).astype(dtype) for _ in range(3)] for k in sizes]
+        refs = [[a.copy() for a in t] for t in ts]
+        for p, g, v in refs:
+            O._sgd_update(np, _emu.Launcher(sanitize=True), p, g, v, np.array([0.1, 0.9, 1e-3], dtype))
+        tab, off, total = O._sgd_table(np, O.sgd_table_key(*zip(*ts)))
+        O._sgd_update_multi(np, L, tab, off, total, np.array([0.1, 0.9, 1e-3], dtype))
+        for t, r in zip(ts, refs):
+            np.testing.assert_array_equal(t[0], r[0])
+            np.testing.assert_array_equal(t[2], r[2])
+        n += 1
     for (N, K), dtype in itertools.product(((1, 1), (3, 10), (40, 7)), (np.float32, np.float64)):
         L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
         z = rng.standard_normal((N, K)).astype(dtype)

@@ -46,9 +46,9 @@ def _step(net, opt, x, y):
 
 @pytest.mark.parametrize("model, kernels", [
     ("seed-cnn", {"im2col_f64", "col2im_f64", "avg_pool_fwd_f64", "avg_pool_bwd_f64", "softmax_xent_f64",
-                  "sgd_update_f64"}),
-    ("lenet5", {"im2col_f64", "max_pool_fwd_f64", "max_pool_bwd_f64", "softmax_xent_f64", "sgd_update_f64"}),
-    ("mlp2", {"softmax_xent_f64", "sgd_update_f64"}),
+                  "sgd_update_multi_f64"}),
+    ("lenet5", {"im2col_f64", "max_pool_fwd_f64", "max_pool_bwd_f64", "softmax_xent_f64", "sgd_update_multi_f64"}),
+    ("mlp2", {"softmax_xent_f64", "sgd_update_multi_f64"}),
 ])
 def test_gpu_path_training_steps_match_the_cpu(fake_gpu, model, kernels):
     """Three SGD steps in float64 on the GPU path and on the CPU: same losses, gradients and weights
@@ -95,6 +95,29 @@ def test_gpu_sgd_is_bit_identical_to_the_cpu_update(fake_gpu):
     assert is_device_array(hyper) and to_host(hyper).tolist() == pytest.approx([0.01, 0.9, 1e-3])
     for pc, pg in zip(net_c.parameters(), net_g.parameters()):
         np.testing.assert_array_equal(to_host(pg.data), pc.data, err_msg=pc.name)
+
+
+def test_gpu_sgd_table_is_built_once_and_rebuilt_when_arrays_change(fake_gpu, tmp_path):
+    net = build_model("mlp1", device="cuda")
+    opt = SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for p in net.parameters():
+        p.grad.fill(0.5)
+    opt.step()
+    first = opt._table
+    opt.step()
+    assert opt._table is first  # same arrays: no rebuild (and no upload inside a captured step)
+    net.save(tmp_path / "c.npz", opt)
+    net.load(tmp_path / "c.npz", opt)  # load may replace arrays; the table must follow
+    opt.step()
+    assert opt._table[0] == _fakecupy_key(net, opt)
+
+
+def _fakecupy_key(net, opt):
+    from xcnn import cuda_ops  # noqa: PLC0415
+
+    ps = net.parameters()
+    return cuda_ops.sgd_table_key([p.data for p in ps], [p.grad for p in ps],
+                                  [opt.state["velocity"][p.name] for p in ps])
 
 
 def test_trainer_on_the_gpu_path_matches_the_cpu(fake_gpu, tmp_path):

@@ -207,6 +207,32 @@ def test_sgd_update_matches_numpy_bit_for_bit(n, dtype, data, lr, momentum, weig
     np.testing.assert_array_equal(v, ref_v)
 
 
+@SETTINGS
+@given(sizes=st.lists(st.integers(1, 300), min_size=1, max_size=7), dtype=st.sampled_from(DTYPES), data=st.data(),
+       weight_decay=st.sampled_from([0.0, 1e-3]))
+def test_sgd_update_multi_equals_one_update_per_tensor(sizes, dtype, data, weight_decay):
+    """All tensors in one launch through the address table: each element updated exactly as by the
+    per-tensor kernel (and the NumPy update), none skipped or updated twice, whatever the launch shape."""
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    ps, gs, vs = ([rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(3))
+    refs = [_numpy_sgd(p, g, v, 0.05, 0.9, weight_decay) for p, g, v in zip(ps, gs, vs)]
+    key = O.sgd_table_key(ps, gs, vs)
+    table, offsets, total = O._sgd_table(np, key)
+    assert total == sum(sizes) and offsets.tolist()[-1] == total
+    O._sgd_update_multi(np, _launcher(data.draw), table, offsets, total, np.array([0.05, 0.9, weight_decay], dtype))
+    for p, v, (rp, rv) in zip(ps, vs, refs):
+        np.testing.assert_array_equal(p, rp)
+        np.testing.assert_array_equal(v, rv)
+
+
+def test_sgd_table_key_follows_the_arrays():
+    a, b = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    k = O.sgd_table_key([a], [b], [a])
+    assert k == O.sgd_table_key([a], [b], [a]) and k != O.sgd_table_key([a.copy()], [b], [a])
+    with pytest.raises(ValueError, match="table of 3 addresses"):
+        O._sgd_update_multi(np, _emu.Launcher(), np.zeros(2, np.int64), np.array([0, 3]), 3, np.zeros(3, np.float32))
+
+
 def test_sgd_update_reads_hyper_parameters_from_the_buffer():
     """What a replayed CUDA graph relies on: the same launch arguments, a new value in the buffer,
     a different update."""
@@ -289,6 +315,8 @@ def _recorded_args():
         w = rng.standard_normal((3, 4)).astype(dtype)
         O._sgd_update(np, L, w, w.copy(), np.zeros_like(w), np.array([0.1, 0.9, 1e-3], dtype))
         O._softmax_xent(np, L, w, np.array([0, 3, 1]))
+        tab, off, total = O._sgd_table(np, O.sgd_table_key([w], [w.copy()], [np.zeros_like(w)]))
+        O._sgd_update_multi(np, L, tab, off, total, np.array([0.1, 0.9, 1e-3], dtype))
     return L.calls
 
 
@@ -491,6 +519,13 @@ def test_gpu_kernels_match_numpy(case, dtype):
     O.sgd_update(wd, dev.asarray(dw), vd, dev.asarray(np.array([0.1, 0.9, 1e-3], dtype)))
     np.testing.assert_array_equal(wd.get(), ref_w)  # no FMA contraction on the real compiler either
     np.testing.assert_array_equal(vd.get(), ref_v)
+    tensors = [[dev.asarray(rng.standard_normal(n).astype(dtype)) for _ in range(3)] for n in (7, 300, 1)]
+    refs = [_numpy_sgd(p.get(), g.get(), v.get(), 0.1, 0.9, 1e-3) for p, g, v in tensors]
+    key = O.sgd_table_key(*zip(*tensors))
+    O.sgd_update_multi(*O.sgd_table(key, tensors[0][0]), dev.asarray(np.array([0.1, 0.9, 1e-3], dtype)))
+    for (p, _, v), (rp, rv) in zip(tensors, refs):
+        np.testing.assert_array_equal(p.get(), rp)
+        np.testing.assert_array_equal(v.get(), rv)
     z = (rng.standard_normal((N * C, W)) * 30).astype(dtype)
     t = rng.integers(0, W, N * C)
     rows, grad = O.softmax_xent(dev.asarray(z), dev.asarray(t))

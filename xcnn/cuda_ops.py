@@ -20,7 +20,7 @@ from .backend import cupy_or_none
 
 __all__ = [
     "BLOCK", "MAX_GRID", "launch_config", "im2col", "col2im", "avg_pool_forward", "avg_pool_backward",
-    "max_pool_forward", "max_pool_backward", "sgd_update", "softmax_xent",
+    "max_pool_forward", "max_pool_backward", "sgd_update", "sgd_table", "sgd_update_multi", "softmax_xent",
 ]
 
 BLOCK = 256
@@ -160,6 +160,38 @@ def _sgd_update(xp, launch, p, g, v, hyper):
     _run(launch, "optim.cu", f"sgd_update_{sfx}", p.size, (p, g, v, np.int64(p.size), hyper))
 
 
+def _address(a) -> int:
+    """Where ``a``'s first element lives: ``a.data.ptr`` on CuPy, ``a.ctypes.data`` on NumPy (the
+    kernel emulation) and stand-ins."""
+    ptr = getattr(getattr(a, "data", None), "ptr", None)
+    return int(ptr) if ptr is not None else int(a.ctypes.data)
+
+
+def sgd_table_key(params, grads, velocities) -> tuple:
+    """``((param, grad, velocity addresses, size), ...)``: what :func:`sgd_table` encodes; a network's
+    table stays valid while this key is unchanged."""
+    return tuple((_address(p), _address(g), _address(v), int(p.size)) for p, g, v in zip(params, grads, velocities))
+
+
+def _sgd_table(xp, key):
+    ptrs = np.array([a for entry in key for a in entry[:3]], dtype=np.int64)
+    offsets = np.zeros(len(key) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([entry[3] for entry in key])
+    return xp.asarray(ptrs), xp.asarray(offsets), int(offsets[-1])
+
+
+def _sgd_update_multi(xp, launch, table, offsets, total, hyper):
+    """Every tensor of a :func:`sgd_table` in one launch: the update of :func:`_sgd_update`, element
+    for element. The caller guarantees the tensors are C-contiguous, of ``hyper``'s dtype, and alive."""
+    sfx = _suffix("sgd_update_multi", hyper)
+    tensors = int(offsets.shape[0]) - 1
+    if tuple(table.shape) != (3 * tensors,) or tuple(hyper.shape) != (3,):
+        raise ValueError(f"sgd_update_multi: a table of {3 * tensors} addresses and hyper (3,) expected, got "
+                         f"{tuple(table.shape)} and {tuple(hyper.shape)}")
+    (t,) = _ints("sgd_update_multi", tensors=tensors)
+    _run(launch, "optim.cu", f"sgd_update_multi_{sfx}", total, (table, offsets, t, np.int64(total), hyper))
+
+
 def _softmax_xent(xp, launch, logits, labels):
     """``(loss_rows (N,), grad (N, K))`` of softmax cross-entropy against integer ``labels (N,)``:
     ``loss_rows[i] = logsumexp(z_i) - z_i[label_i]``, ``grad = (softmax(z) - onehot) / N``."""
@@ -228,3 +260,15 @@ def softmax_xent(logits, labels):
     """Per-row softmax cross-entropy losses and the gradient of their mean, in one launch
     (see :func:`_softmax_xent`)."""
     return _softmax_xent(_cp(), _gpu_launch, logits, labels)
+
+
+def sgd_table(key, like):
+    """Device arrays ``(addresses, offsets)`` and the element count for :func:`sgd_update_multi`,
+    built from a :func:`sgd_table_key` on ``like``'s device (one small upload, when the key changes)."""
+    with like.device:
+        return _sgd_table(_cp(), key)
+
+
+def sgd_update_multi(table, offsets, total, hyper):
+    """One fused SGD step for all of a network's parameters, in one launch (see :func:`_sgd_update_multi`)."""
+    _sgd_update_multi(_cp(), _gpu_launch, table, offsets, total, hyper)

@@ -112,6 +112,21 @@ class SGD(Optimizer):
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
 
     def step(self):
+        vels = [self._buffer("velocity", p) for p in self.params]
+        d0 = self.params[0].data
+        if get_array_module(d0) is not np and d0.dtype in F._COMPILED_DTYPES and all(
+                p.data.dtype == p.grad.dtype == v.dtype == d0.dtype and p.data.flags.c_contiguous
+                and p.grad.flags.c_contiguous and v.flags.c_contiguous for p, v in zip(self.params, vels)):
+            # the whole network in one launch (kernels/optim.cu), through a table of the tensors'
+            # addresses that is rebuilt only when an array is replaced (load, .to)
+            C = F._cuda()
+            key = C.sgd_table_key([p.data for p in self.params], [p.grad for p in self.params], vels)
+            table = self.__dict__.get("_table")
+            if table is None or table[0] != key:
+                table = self._table = (key, *C.sgd_table(key, d0))
+            C.sgd_update_multi(table[1], table[2], table[3], self.device_hyper(d0))
+            self.steps += 1
+            return
         hyper = None
         for p in self.params:
             d = p.data
