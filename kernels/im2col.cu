@@ -1,4 +1,5 @@
-// im2col / col2im: unfold NCHW images into the column matrix of a convolution, and fold back.
+// im2col / col2im: unfold NCHW images into the column matrix of a convolution, and fold back;
+// conv_output: the convolution GEMM's (O, N*OH*OW) result plus bias, laid out as NCHW.
 //
 // Column layout (matches xcnn/functional.py): col has shape (C*KH*KW, N*OH*OW);
 // row (c*KH + kh)*KW + kw, column (n*OH + oh)*OW + ow holds
@@ -97,4 +98,32 @@ extern "C" __global__ void col2im_f64(const double* __restrict__ col, double* __
                                       int PH, int PW, int OH, int OW)
 {
     col2im_impl<double>(col, dx, total, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW);
+}
+
+// y (N, O, P) = y2 (O, N*P) + bias (O,), one thread per element of y (coalesced writes): the bias
+// add and the CNHW -> NCHW transpose of a convolution's output in one pass, with the rounding of
+// adding the bias to y2 first.
+template <typename T>
+__device__ void conv_output_impl(const T* __restrict__ y2, const T* __restrict__ bias, T* __restrict__ y,
+                                 long long total, int N, int O, int P)
+{
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += step) {
+        const long long p = i % P;
+        const long long o = (i / P) % O;
+        const long long n = i / ((long long)P * O);
+        y[i] = y2[o * ((long long)N * P) + n * P + p] + bias[o];
+    }
+}
+
+extern "C" __global__ void conv_output_f32(const float* __restrict__ y2, const float* __restrict__ bias,
+                                           float* __restrict__ y, long long total, int N, int O, int P)
+{
+    conv_output_impl<float>(y2, bias, y, total, N, O, P);
+}
+
+extern "C" __global__ void conv_output_f64(const double* __restrict__ y2, const double* __restrict__ bias,
+                                           double* __restrict__ y, long long total, int N, int O, int P)
+{
+    conv_output_impl<double>(y2, bias, y, total, N, O, P);
 }

@@ -91,6 +91,14 @@ def cases() -> int:
             np.testing.assert_array_equal(t[0], r[0])
             np.testing.assert_array_equal(t[2], r[2])
         n += 1
+    for (N, C, P), dtype in itertools.product(((1, 1, 1), (3, 4, 7), (2, 9, 25)), (np.float32, np.float64)):
+        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+        y2, b = rng.standard_normal((C, N * P)).astype(dtype), rng.standard_normal(C).astype(dtype)
+        np.testing.assert_array_equal(O._conv_output(np, L, y2, b, N, P, 1)[..., 0],
+                                      (y2 + b[:, None]).reshape(C, N, P).transpose(1, 0, 2))
+        r = np.maximum(y2, 0)
+        np.testing.assert_array_equal(O._relu_backward(np, L, y2, r), F.relu_backward(y2, r))
+        n += 2
     for (N, K), dtype in itertools.product(((1, 1), (3, 10), (40, 7)), (np.float32, np.float64)):
         L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
         z = rng.standard_normal((N, K)).astype(dtype)

@@ -45,10 +45,11 @@ def _step(net, opt, x, y):
 
 
 @pytest.mark.parametrize("model, kernels", [
-    ("seed-cnn", {"im2col_f64", "col2im_f64", "avg_pool_fwd_f64", "avg_pool_bwd_f64", "softmax_xent_f64",
-                  "sgd_update_multi_f64"}),
-    ("lenet5", {"im2col_f64", "max_pool_fwd_f64", "max_pool_bwd_f64", "softmax_xent_f64", "sgd_update_multi_f64"}),
-    ("mlp2", {"softmax_xent_f64", "sgd_update_multi_f64"}),
+    ("seed-cnn", {"im2col_f64", "conv_output_f64", "col2im_f64", "avg_pool_fwd_f64", "avg_pool_bwd_f64",
+                  "relu_bwd_f64", "softmax_xent_f64", "sgd_update_multi_f64"}),
+    ("lenet5", {"im2col_f64", "conv_output_f64", "max_pool_fwd_f64", "max_pool_bwd_f64", "relu_bwd_f64",
+                "softmax_xent_f64", "sgd_update_multi_f64"}),
+    ("mlp2", {"relu_bwd_f64", "softmax_xent_f64", "sgd_update_multi_f64"}),
 ])
 def test_gpu_path_training_steps_match_the_cpu(fake_gpu, model, kernels):
     """Three SGD steps in float64 on the GPU path and on the CPU: same losses, gradients and weights

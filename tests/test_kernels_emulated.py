@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xcnn import cuda_ops as O
+from xcnn import cuda_ops as O_  # where a shape variable is called O
 from xcnn import functional as F
 from xcnn import kernels as K
 
@@ -176,6 +177,42 @@ def test_single_thread_launch_covers_a_larger_image():
     assert all(c[2] > 100 for c in L.calls)
 
 
+# ----------------------------------------------------------------------------- conv output, ReLU backward
+
+@SETTINGS
+@given(N=st.integers(1, 4), O=st.integers(1, 5), OH=st.integers(1, 6), OW=st.integers(1, 6),
+       dtype=st.sampled_from(DTYPES), data=st.data())
+def test_conv_output_equals_bias_add_then_transpose(N, O, OH, OW, dtype, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    y2 = rng.standard_normal((O, N * OH * OW)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    y = O_._conv_output(np, _launcher(data.draw), y2, b, N, OH, OW)
+    ref = (y2 + b[:, None]).reshape(O, N, OH, OW).transpose(1, 0, 2, 3)
+    assert y.shape == (N, O, OH, OW) and y.dtype == dtype and y.flags.c_contiguous
+    np.testing.assert_array_equal(y, ref)  # the same single rounding as the add it replaces
+
+
+@SETTINGS
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), dtype=st.sampled_from(DTYPES), data=st.data())
+def test_relu_backward_kernel_matches_numpy(shape, dtype, data):
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    y = np.maximum(rng.standard_normal(shape), 0).astype(dtype)
+    y.flat[0] = 0.0  # exactly zero: gradient 0
+    dy = rng.standard_normal(shape).astype(dtype)
+    dy.flat[-1] = np.nan  # propagates where y > 0, like the product on the NumPy path
+    dx = O_._relu_backward(np, _launcher(data.draw), dy, y)
+    np.testing.assert_array_equal(dx, F.relu_backward(dy, y))
+
+
+def test_conv_output_and_relu_backward_refuse_mismatches():
+    L = _emu.Launcher()
+    with pytest.raises(ValueError, match="conv_output: expected"):
+        O_._conv_output(np, L, np.zeros((2, 12), np.float32), np.zeros(3, np.float32), 2, 2, 3)
+    with pytest.raises(ValueError, match="relu_backward: dy"):
+        O_._relu_backward(np, L, np.zeros(3, np.float32), np.zeros(4, np.float32))
+    assert not L.calls
+
+
 # ----------------------------------------------------------------------------- SGD update
 
 def _numpy_sgd(p, g, v, lr, momentum, weight_decay):
@@ -317,6 +354,8 @@ def _recorded_args():
         O._softmax_xent(np, L, w, np.array([0, 3, 1]))
         tab, off, total = O._sgd_table(np, O.sgd_table_key([w], [w.copy()], [np.zeros_like(w)]))
         O._sgd_update_multi(np, L, tab, off, total, np.array([0.1, 0.9, 1e-3], dtype))
+        O._conv_output(np, L, w, w[:, 0].copy(), 2, 1, 2)
+        O._relu_backward(np, L, w, w)
     return L.calls
 
 
@@ -432,7 +471,11 @@ def test_public_entry_points_through_fake_cupy(monkeypatch):
         loss, ref_grad = F.softmax_cross_entropy(z, t)
         np.testing.assert_allclose(rows.mean(), loss, rtol=1e-6)
         np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-7)
-        assert len(compiled) == 4  # one module per file, no matter how many launches
+        y2, b = rng.standard_normal((3, 8)).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+        np.testing.assert_array_equal(O.conv_output(y2, b, 2, 2, 2),
+                                      (y2 + b[:, None]).reshape(3, 2, 2, 2).transpose(1, 0, 2, 3))
+        np.testing.assert_array_equal(O.relu_backward(y2, b[:, None] * y2), F.relu_backward(y2, b[:, None] * y2))
+        assert len(compiled) == 5  # one module per file, no matter how many launches
     finally:
         K.clear_cache()
 
@@ -526,6 +569,12 @@ def test_gpu_kernels_match_numpy(case, dtype):
     for (p, _, v), (rp, rv) in zip(tensors, refs):
         np.testing.assert_array_equal(p.get(), rp)
         np.testing.assert_array_equal(v.get(), rv)
+    y2 = rng.standard_normal((C, N * H * W)).astype(dtype)
+    b = rng.standard_normal(C).astype(dtype)
+    np.testing.assert_array_equal(O.conv_output(dev.asarray(y2), dev.asarray(b), N, H, W).get(),
+                                  (y2 + b[:, None]).reshape(C, N, H, W).transpose(1, 0, 2, 3))
+    r = np.maximum(x, 0)
+    np.testing.assert_array_equal(O.relu_backward(dev.asarray(x), dev.asarray(r)).get(), F.relu_backward(x, r))
     z = (rng.standard_normal((N * C, W)) * 30).astype(dtype)
     t = rng.integers(0, W, N * C)
     rows, grad = O.softmax_xent(dev.asarray(z), dev.asarray(t))

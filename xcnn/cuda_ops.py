@@ -20,7 +20,7 @@ from .backend import cupy_or_none
 
 __all__ = [
     "BLOCK", "MAX_GRID", "launch_config", "im2col", "col2im", "avg_pool_forward", "avg_pool_backward",
-    "max_pool_forward", "max_pool_backward", "sgd_update", "sgd_table", "sgd_update_multi", "softmax_xent",
+    "max_pool_forward", "max_pool_backward", "conv_output", "relu_backward", "sgd_update", "sgd_table", "sgd_update_multi", "softmax_xent",
 ]
 
 BLOCK = 256
@@ -78,10 +78,10 @@ def _image(op, xp, x):
 
 # ------------------------------------------------------------------ implementations (xp-generic)
 
-def _launch_image_op(xp, launch, op, file, kernel, inputs, outputs, geom):
+def _launch_op(xp, launch, op, file, kernel, inputs, outputs, geom):
     """Allocate ``outputs`` (``(shape, dtype)`` pairs), launch ``file:kernel_<f32|f64>`` with
     ``(*inputs, *outputs, total, *geom)`` -- one thread per element of the first output, the
-    argument order every im2col/pooling kernel shares -- and return the outputs."""
+    argument order all these kernels share -- and return the outputs."""
     sfx = _suffix(op, inputs[0])
     outs = [xp.empty(shape, dtype=dtype) for shape, dtype in outputs]
     total = outs[0].size
@@ -93,7 +93,7 @@ def _im2col(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("im2col", xp, x)
     N, C, H, W = x.shape
     geom = _geom("im2col", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    (col,) = _launch_image_op(xp, launch, "im2col", "im2col.cu", "im2col", (x,),
+    (col,) = _launch_op(xp, launch, "im2col", "im2col.cu", "im2col", (x,),
                               [((C * KH * KW, N * OH * OW), x.dtype)], geom)
     return col
 
@@ -103,7 +103,7 @@ def _col2im(xp, launch, col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
     if tuple(col.shape) != (C * KH * KW, N * OH * OW):
         raise ValueError(f"col2im: expected columns {(C * KH * KW, N * OH * OW)}, got {tuple(col.shape)}")
     geom = _geom("col2im", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    (dx,) = _launch_image_op(xp, launch, "col2im", "im2col.cu", "col2im", (col,), [((N, C, H, W), col.dtype)], geom)
+    (dx,) = _launch_op(xp, launch, "col2im", "im2col.cu", "col2im", (col,), [((N, C, H, W), col.dtype)], geom)
     return dx
 
 
@@ -111,7 +111,7 @@ def _avg_pool_forward(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("avg_pool_forward", xp, x)
     N, C, H, W = x.shape
     geom = _geom("avg_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    (y,) = _launch_image_op(xp, launch, "avg_pool_forward", "pool.cu", "avg_pool_fwd", (x,),
+    (y,) = _launch_op(xp, launch, "avg_pool_forward", "pool.cu", "avg_pool_fwd", (x,),
                             [((N, C, OH, OW), x.dtype)], geom)
     return y
 
@@ -121,7 +121,7 @@ def _avg_pool_backward(xp, launch, dy, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, O
     if tuple(dy.shape) != (N, C, OH, OW):
         raise ValueError(f"avg_pool_backward: expected dy {(N, C, OH, OW)}, got {tuple(dy.shape)}")
     geom = _geom("avg_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    (dx,) = _launch_image_op(xp, launch, "avg_pool_backward", "pool.cu", "avg_pool_bwd", (dy,),
+    (dx,) = _launch_op(xp, launch, "avg_pool_backward", "pool.cu", "avg_pool_bwd", (dy,),
                              [((N, C, H, W), dy.dtype)], geom)
     return dx
 
@@ -130,7 +130,7 @@ def _max_pool_forward(xp, launch, x, KH, KW, SH, SW, PH, PW, OH, OW):
     x = _image("max_pool_forward", xp, x)
     N, C, H, W = x.shape
     geom = _geom("max_pool_forward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    y, argmax = _launch_image_op(xp, launch, "max_pool_forward", "pool.cu", "max_pool_fwd", (x,),
+    y, argmax = _launch_op(xp, launch, "max_pool_forward", "pool.cu", "max_pool_fwd", (x,),
                                  [((N, C, OH, OW), x.dtype), ((N, C, OH, OW), np.int32)], geom)
     return y, argmax
 
@@ -145,7 +145,7 @@ def _max_pool_backward(xp, launch, dy, argmax, N, C, H, W, KH, KW, SH, SW, PH, P
             f"max_pool_backward: expected dy and argmax {(N, C, OH, OW)}, got {tuple(dy.shape)} and {tuple(argmax.shape)}"
         )
     geom = _geom("max_pool_backward", N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW)
-    (dx,) = _launch_image_op(xp, launch, "max_pool_backward", "pool.cu", "max_pool_bwd", (dy, argmax),
+    (dx,) = _launch_op(xp, launch, "max_pool_backward", "pool.cu", "max_pool_bwd", (dy, argmax),
                              [((N, C, H, W), dy.dtype)], geom)
     return dx
 
@@ -158,6 +158,28 @@ def _sgd_update(xp, launch, p, g, v, hyper):
         raise ValueError(f"sgd_update: parameter {tuple(p.shape)}, gradient {tuple(g.shape)} and velocity "
                          f"{tuple(v.shape)} must share a shape, hyper must be (3,), got {tuple(hyper.shape)}")
     _run(launch, "optim.cu", f"sgd_update_{sfx}", p.size, (p, g, v, np.int64(p.size), hyper))
+
+
+def _conv_output(xp, launch, y2, bias, N, OH, OW):
+    """``(N, O, OH, OW)`` from a convolution GEMM's ``y2 (O, N*OH*OW)`` plus ``bias (O,)``, in one pass."""
+    y2 = xp.ascontiguousarray(y2)
+    O = y2.shape[0]
+    if tuple(y2.shape) != (O, N * OH * OW) or tuple(bias.shape) != (O,) or bias.dtype != y2.dtype:
+        raise ValueError(f"conv_output: expected y2 (O, N*OH*OW) = {(O, N * OH * OW)} and bias ({O},) of "
+                         f"{y2.dtype}, got {tuple(y2.shape)} and {tuple(bias.shape)} of {bias.dtype}")
+    geom = _ints("conv_output", N=N, O=O, P=OH * OW)
+    (y,) = _launch_op(xp, launch, "conv_output", "im2col.cu", "conv_output",
+                            (y2, xp.ascontiguousarray(bias)), [((N, O, OH, OW), y2.dtype)], geom)
+    return y
+
+
+def _relu_backward(xp, launch, dy, y):
+    """``dy * (y > 0)`` in one pass (same shape and dtype)."""
+    if dy.shape != y.shape or dy.dtype != y.dtype:
+        raise ValueError(f"relu_backward: dy {tuple(dy.shape)} {dy.dtype} and y {tuple(y.shape)} {y.dtype} differ")
+    (dx,) = _launch_op(xp, launch, "relu_backward", "activation.cu", "relu_bwd",
+                             (xp.ascontiguousarray(dy), xp.ascontiguousarray(y)), [(y.shape, y.dtype)], ())
+    return dx
 
 
 def _address(a) -> int:
@@ -272,3 +294,13 @@ def sgd_table(key, like):
 def sgd_update_multi(table, offsets, total, hyper):
     """One fused SGD step for all of a network's parameters, in one launch (see :func:`_sgd_update_multi`)."""
     _sgd_update_multi(_cp(), _gpu_launch, table, offsets, total, hyper)
+
+
+def conv_output(y2, bias, N, OH, OW):
+    """A convolution's NCHW output from its GEMM result and bias, in one launch."""
+    return _conv_output(_cp(), _gpu_launch, y2, bias, N, OH, OW)
+
+
+def relu_backward(dy, y):
+    """ReLU's input gradient ``dy * (y > 0)`` in one launch."""
+    return _relu_backward(_cp(), _gpu_launch, dy, y)

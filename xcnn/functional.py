@@ -285,6 +285,8 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
     if xp is not np:
         col = im2col(x, (KH, KW), (SH, SW), (PH, PW), ws=ws)
         y2 = weight.reshape(O, -1) @ col  # (O, N*OH*OW): one GEMM for the whole batch
+        if bias is not None and bias.dtype == y2.dtype and y2.dtype in _COMPILED_DTYPES:
+            return _cuda().conv_output(y2, bias, N, OH, OW), col  # bias + NCHW layout in one kernel
         if bias is not None:
             y2 += bias.reshape(O, 1)
         return xp.ascontiguousarray(y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)), col
@@ -721,6 +723,8 @@ def relu_backward(dy, y):
     """Gradient of :func:`relu_forward` given its output ``y``: ``dy * (y > 0)`` (0 at exactly 0)."""
     xp = get_array_module(dy, y)
     if xp is not np:
+        if dy.dtype == y.dtype and dy.shape == y.shape and dy.dtype in _COMPILED_DTYPES:
+            return _cuda().relu_backward(dy, y)  # one kernel instead of a comparison and a product
         return dy * (y > 0)
     if _compiled(dy, y):
         return CK.relu_backward(dy, y)
