@@ -249,3 +249,21 @@ def test_trainer_cuda_graph_run_equals_the_eager_run(fake_gpu, tmp_path):
         np.testing.assert_array_equal(wb[k], wa[k], err_msg=k)
     assert (a.out / "metrics_iter.csv").read_text() == (b.out / "metrics_iter.csv").read_text()
     assert [h["test_acc"] for h in a.history] == [h["test_acc"] for h in b.history]
+
+
+@pytest.mark.parametrize("model, ops", [("seed-cnn", 37), ("lenet5", 51), ("mlp2", 28)])
+def test_device_operations_per_training_step(fake_gpu, model, ops):
+    """How many device operations (about one kernel launch each) a full training step records, read
+    from a captured graph: the figure README.md quotes for seed-cnn. Not a timing; a change here is a
+    change in launch overhead and should be deliberate (update the README with it)."""
+    from xcnn.step import GraphedTrainStep  # noqa: PLC0415
+
+    gpu = get_device("cuda")
+    net = build_model(model, device="cuda")
+    st = GraphedTrainStep(net, SGD(net.parameters(), lr=0.1, momentum=1e-3, weight_decay=1e-3),
+                          SoftmaxCrossEntropy(), 8, log=pytest.fail)
+    x, y, _, _ = synthetic(8, 1)
+    X, Y = gpu.asarray(x), gpu.asarray(y.astype(np.int64))
+    for _ in range(st.warmup + 1):
+        st(X, Y, gpu.xp.arange(8))
+    assert len(st.graph.ops) == ops
