@@ -249,6 +249,11 @@ def test_trainer_cuda_graph_run_equals_the_eager_run(fake_gpu, tmp_path):
         np.testing.assert_array_equal(wb[k], wa[k], err_msg=k)
     assert (a.out / "metrics_iter.csv").read_text() == (b.out / "metrics_iter.csv").read_text()
     assert [h["test_acc"] for h in a.history] == [h["test_acc"] for h in b.history]
+    import json  # noqa: PLC0415
+
+    # 130 images in batches of 50: two full batches an epoch, the first two of the run are warm-up
+    assert json.loads((b.out / "metrics.json").read_text())["cuda_graph"] == {"replays": 2, "capture_failed": None}
+    assert json.loads((a.out / "metrics.json").read_text())["cuda_graph"] is None
 
 
 @pytest.mark.parametrize("model, ops", [("seed-cnn", 37), ("lenet5", 51), ("mlp2", 28)])

@@ -297,6 +297,8 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
             "final_test_acc": history[-1]["test_acc"] if history else None, "best_test_acc": best,
             "mean_train_seconds_per_epoch": (float(np.mean([h["train_seconds"] for h in history]))
                                              if history else None),
+            "cuda_graph": ({"replays": train_step.replays, "capture_failed": train_step.failed}
+                           if train_step.graphed else None),
             "config": asdict(cfg), "history": history})
 
     def finish(status, message):
