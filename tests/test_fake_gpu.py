@@ -110,10 +110,10 @@ def test_gpu_sgd_table_is_built_once_and_rebuilt_when_arrays_change(fake_gpu, tm
     net.save(tmp_path / "c.npz", opt)
     net.load(tmp_path / "c.npz", opt)  # load may replace arrays; the table must follow
     opt.step()
-    assert opt._table[0] == _fakecupy_key(net, opt)
+    assert opt._table[0] == _table_key(net, opt)
 
 
-def _fakecupy_key(net, opt):
+def _table_key(net, opt):
     from xcnn import cuda_ops  # noqa: PLC0415
 
     ps = net.parameters()
