@@ -86,7 +86,7 @@ def train(
     float64: bool = typer.Option(False, "--float64", help="train in float64 instead of float32"),
     cuda_graph: bool = typer.Option(False, "--cuda-graph",
                                     help="CUDA only, SGD only: capture one training step as a CUDA graph and replay "
-                                         "it (same results, far less launch overhead at small batches)"),
+                                         "it (same results; one launch per step instead of dozens)"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bar; one line per epoch"),
 ):
     """Train a model; writes checkpoints, metrics (CSV/JSON) and curve PNGs into --out."""
