@@ -3,8 +3,8 @@ accuracy kept on the device (the host reads them only when asked, at log points)
 
 :class:`TrainStep` runs the step eagerly, on any device. :class:`GraphedTrainStep` (opt-in:
 ``python -m xcnn.train --device cuda --cuda-graph``) records a full-batch step once as a CUDA
-graph and then replays it with a single launch, removing the ~100 kernel launches' worth of
-Python and driver overhead that dominates small batches on a fast GPU. Both give the same
+graph and then replays it with a single launch in place of the ~37 kernel launches of a seed-cnn
+step and their Python and driver overhead (what a small batch mostly costs on a GPU). Both give the same
 weights bit for bit: the graph replays the very kernels the eager step launches.
 
 How the graph stays correct:
