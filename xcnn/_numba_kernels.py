@@ -140,8 +140,94 @@ def _span(O, S, P, k, L):
     return lo, hi
 
 
+# The presets' pooling -- 2x2 windows, stride 2, no padding -- on whole output rows: four strided
+# views per row instead of a view per window tap (~4x faster on these small planes), with the same
+# operations in the same order, so the same bits as the general loops below.
+def _is_2x2(KH, KW, SH, SW, PH, PW):
+    return KH == 2 and KW == 2 and SH == 2 and SW == 2 and PH == 0 and PW == 0
+
+
+_is_2x2 = njit(**_OPTS)(_is_2x2)
+
+
+@njit(**_OPTS)
+def _avg_fwd_2x2(x, y, scale, n0, n1):
+    C, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    for n in range(n0, n1):
+        for c in range(C):
+            for oh in range(OH):
+                r0, r1, yr = x[n, c, 2 * oh], x[n, c, 2 * oh + 1], y[n, c, oh]
+                a, b, q, d = r0[0:2 * OW:2], r0[1:2 * OW:2], r1[0:2 * OW:2], r1[1:2 * OW:2]
+                for j in range(OW):
+                    yr[j] = (((a[j] + b[j]) + q[j]) + d[j]) * scale
+
+
+@njit(**_OPTS)
+def _avg_bwd_2x2(dy, dx, scale, n0, n1):
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
+    for n in range(n0, n1):
+        for c in range(C):
+            if H > 2 * OH or W > 2 * OW:
+                dx[n, c] = 0  # rows/columns no window covers
+            for oh in range(OH):
+                g, r0, r1 = dy[n, c, oh], dx[n, c, 2 * oh], dx[n, c, 2 * oh + 1]
+                a, b, q, d = r0[0:2 * OW:2], r0[1:2 * OW:2], r1[0:2 * OW:2], r1[1:2 * OW:2]
+                for j in range(OW):
+                    v = g[j] * scale
+                    a[j] = v
+                    b[j] = v
+                    q[j] = v
+                    d[j] = v
+
+
+@njit(**_OPTS)
+def _max_fwd_2x2(x, y, arg, n0, n1):
+    C, OH, OW = y.shape[1], y.shape[2], y.shape[3]
+    for n in range(n0, n1):
+        for c in range(C):
+            for oh in range(OH):
+                r0, r1, yr, ar = x[n, c, 2 * oh], x[n, c, 2 * oh + 1], y[n, c, oh], arg[n, c, oh]
+                a, b, q, d = r0[0:2 * OW:2], r0[1:2 * OW:2], r1[0:2 * OW:2], r1[1:2 * OW:2]
+                for j in range(OW):
+                    m = -np.inf  # as below: strict >, so ties keep the first maximum and NaN never wins
+                    k = 0
+                    if a[j] > m:
+                        m = a[j]
+                    if b[j] > m:
+                        m = b[j]
+                        k = 1
+                    if q[j] > m:
+                        m = q[j]
+                        k = 2
+                    if d[j] > m:
+                        m = d[j]
+                        k = 3
+                    yr[j] = m
+                    ar[j] = k
+
+
+@njit(**_OPTS)
+def _max_bwd_2x2(dy, arg, dx, n0, n1):
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    OH, OW = dy.shape[2], dy.shape[3]
+    for n in range(n0, n1):
+        for c in range(C):
+            plane = dx[n, c].ravel()  # contiguous: a view
+            plane[:] = 0
+            for oh in range(OH):
+                g, ka = dy[n, c, oh], arg[n, c, oh]
+                for j in range(OW):
+                    k = ka[j]  # the winner's address from its offset: no branch on random data
+                    if k >= 0 and k < 4:
+                        plane[(2 * oh + (k >> 1)) * W + 2 * j + (k & 1)] = g[j]
+
+
 @njit(**_OPTS)
 def avg_fwd(x, y, KH, KW, SH, SW, PH, PW, scale, n0, n1):
+    if _is_2x2(KH, KW, SH, SW, PH, PW):
+        _avg_fwd_2x2(x, y, scale, n0, n1)
+        return
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     OH, OW = y.shape[2], y.shape[3]
     for n in range(n0, n1):
@@ -170,6 +256,9 @@ def avg_fwd(x, y, KH, KW, SH, SW, PH, PW, scale, n0, n1):
 
 @njit(**_OPTS)
 def avg_bwd(dy, dx, KH, KW, SH, SW, PH, PW, scale, n0, n1):
+    if _is_2x2(KH, KW, SH, SW, PH, PW):
+        _avg_bwd_2x2(dy, dx, scale, n0, n1)
+        return
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     OH, OW = dy.shape[2], dy.shape[3]
     g = np.empty(OW, dtype=dy.dtype)
@@ -199,6 +288,9 @@ def avg_bwd(dy, dx, KH, KW, SH, SW, PH, PW, scale, n0, n1):
 
 @njit(**_OPTS)
 def max_fwd(x, y, arg, KH, KW, SH, SW, PH, PW, n0, n1):
+    if _is_2x2(KH, KW, SH, SW, PH, PW):
+        _max_fwd_2x2(x, y, arg, n0, n1)
+        return
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     OH, OW = y.shape[2], y.shape[3]
     for n in range(n0, n1):
@@ -231,6 +323,9 @@ def max_fwd(x, y, arg, KH, KW, SH, SW, PH, PW, n0, n1):
 
 @njit(**_OPTS)
 def max_bwd(dy, arg, dx, KH, KW, SH, SW, PH, PW, n0, n1):
+    if _is_2x2(KH, KW, SH, SW, PH, PW):
+        _max_bwd_2x2(dy, arg, dx, n0, n1)
+        return
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     OH, OW = dy.shape[2], dy.shape[3]
     for n in range(n0, n1):
