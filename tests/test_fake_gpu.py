@@ -272,3 +272,23 @@ def test_device_operations_per_training_step(fake_gpu, model, ops):
     for _ in range(st.warmup + 1):
         st(X, Y, gpu.xp.arange(8))
     assert len(st.graph.ops) == ops
+
+
+def test_interrupted_cuda_graph_run_resumes_bit_identical(fake_gpu, tmp_path):
+    """Ctrl-C in the middle of a --cuda-graph epoch (inside the graph stream's scope), then --resume
+    (a new graph, new warm-up steps): the same final weights as an uninterrupted run."""
+    from test_train import _interrupt_at  # noqa: PLC0415
+
+    from xcnn.trainer import fit  # noqa: PLC0415
+
+    arrays = synthetic(330, 40)
+    kw = dict(device="cuda", epochs=2, batch_size=50, momentum=0.9, lr_schedule="cosine", cuda_graph=True)
+    quiet = lambda *m: None  # noqa: E731
+    full = fit(cfg(tmp_path / "a", **kw), arrays=arrays, log=quiet)
+    part = fit(cfg(tmp_path / "b", **kw), arrays=arrays, log=quiet, progress=_interrupt_at(2))
+    assert part.status == "interrupted"
+    done = fit(cfg(tmp_path / "b", **kw), arrays=arrays, resume=True, log=quiet)
+    assert done.status == "completed"
+    wa, wb = weights(full.out / "checkpoint.npz"), weights(done.out / "checkpoint.npz")
+    for k in wa:
+        np.testing.assert_array_equal(wb[k], wa[k], err_msg=k)
