@@ -132,86 +132,34 @@ def layer_timings(device, batches, repeats):
 MODELS = ("seed-cnn", "mlp2")
 
 
-def epoch_timings(device, batches, steps, graph=False):
-    """Seconds per 60,000-image epoch of seed-cnn and mlp2 (SGD, momentum 0.9), from ``steps`` steps;
-    ``graph``: the trainer's ``--cuda-graph`` step (batch gathered into static buffers, one replay)."""
-    try:
-        from xcnn.backend import get_device
-        from xcnn.functional import softmax_cross_entropy
-        from xcnn.losses import SoftmaxCrossEntropy
-        from xcnn.models import build_model
-        from xcnn.optim import SGD
-        from xcnn.step import GraphedTrainStep
-    except ImportError as exc:
-        return [{"device": device, "skipped": f"network API not importable yet ({exc})"}]
-    dev = get_device(device)
+def epoch_timings(device, batches, steps, use_torch=False, cuda_graph=None):
+    """Seconds per 60,000-image epoch of seed-cnn and mlp2 from :func:`xcnn.bench.measure` (the
+    benchmark's runners, interleaved in one run): xcnn's training step, its ``--cuda-graph`` step
+    (on CUDA, or when ``cuda_graph`` is set) and, with ``use_torch``, the same network in PyTorch
+    (cuDNN on CUDA); ``steps`` timed steps per repeat."""
+    from xcnn.bench import measure
+
+    cuda = device.startswith("cuda")
+    graph = cuda if cuda_graph is None else cuda_graph
+    torch_name = None
+    if use_torch:
+        import torch  # noqa: PLC0415
+
+        torch_name = f"torch {torch.__version__}" + (" + cuDNN" if cuda else "")
     rows = []
     for model, B in [(m, b) for m in MODELS for b in batches]:
-        rng = np.random.default_rng(0)
-        net = build_model(model, dtype=np.float32, seed=0).to(device)
-        opt = SGD(net.parameters(), lr=0.01, momentum=0.9)
-        x = dev.asarray(rng.standard_normal((B, 1, 28, 28)).astype(np.float32))
-        t = dev.asarray(rng.integers(0, 10, B).astype(np.int64))
-        extra = {}
-        if graph:
-            gs = GraphedTrainStep(net, opt, SoftmaxCrossEntropy(), B, log=lambda *a: None)
-            idx = dev.xp.arange(B)
-
-            def step():
-                gs(x, t, idx)
-
-            for _ in range(gs.warmup + 1):  # warm-up steps and the capture, outside the timing
-                step()
-            with gs.scope():
-                per_step = _timeit(step, dev.synchronize, steps)
-            extra = {"graph_failed": gs.failed, "graph_replays": gs.replays}
-        else:
-            def step():
-                opt.zero_grad()
-                loss, dlogits = softmax_cross_entropy(net.forward(x), t)
-                net.backward(dlogits)
-                opt.step()
-                return loss
-
-            per_step = _timeit(step, dev.synchronize, steps)
-        rows.append({"device": device, "framework": "xcnn --cuda-graph" if graph else "xcnn", "model": model,
-                     "batch": B, "step_ms": 1e3 * per_step, "epoch_s": per_step * EPOCH_IMAGES / B,
-                     "steps_measured": steps, **extra})
-    return rows
-
-
-def torch_timings(batches, steps, use_cuda):
-    """The same seed CNN in PyTorch (cuDNN on the GPU), for scale."""
-    import torch  # noqa: PLC0415
-    from torch import nn  # noqa: PLC0415
-
-    dev = torch.device("cuda" if use_cuda else "cpu")
-    torch.backends.cudnn.benchmark = True
-    rows = []
-    for model, B in [(m, b) for m in MODELS for b in batches]:
-        torch.manual_seed(0)
-        if model == "seed-cnn":
-            net = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
-                                nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
-                                nn.Flatten(), nn.Linear(392, 10)).to(dev)
-        else:
-            net = nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 200), nn.ReLU(),
-                                nn.Linear(200, 10)).to(dev)
-        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        x = torch.randn(B, 1, 28, 28, device=dev)
-        t = torch.randint(0, 10, (B,), device=dev)
-        lossf = nn.CrossEntropyLoss()
-
-        def step():
-            opt.zero_grad()
-            lossf(net(x), t).backward()
-            opt.step()
-
-        sync = torch.cuda.synchronize if use_cuda else (lambda: None)
-        per_step = _timeit(step, sync, steps)
-        rows.append({"device": str(dev), "framework": f"torch {torch.__version__}" + (" + cuDNN" if use_cuda else ""),
-                     "model": model, "batch": B, "step_ms": 1e3 * per_step, "epoch_s": per_step * EPOCH_IMAGES / B,
-                     "steps_measured": steps})
+        r = measure(model, B, device, images=steps * B, repeats=3, warmup=1, use_torch=use_torch, budget_s=20.0,
+                    pause_s=0.2 if use_torch and not cuda else 0.0, cuda_graph=graph)
+        for key, framework in (("xcnn", "xcnn"), ("xcnn-graph", "xcnn --cuda-graph"), ("torch", torch_name)):
+            if key not in r:
+                continue
+            epoch_s = r[key]["epoch_s_median"]
+            row = {"device": device, "framework": framework, "model": model, "batch": B,
+                   "step_ms": 1e3 * epoch_s * B / EPOCH_IMAGES, "epoch_s": epoch_s,
+                   "steps_measured": r["steps_per_repeat"] * r["repeats"]}
+            if key == "xcnn-graph":
+                row.update(graph_failed=r["graph_failed"], graph_replays=r["graph_replays"])
+            rows.append(row)
     return rows
 
 
@@ -385,14 +333,9 @@ def main(argv=None) -> int:
     report["epochs"] = []
     for d in devices:
         report["layers"] += _guard(report, f"layers/{d}", layer_timings, d, batches, repeats)
-        report["epochs"] += _guard(report, f"epochs/{d}", epoch_timings, d, batches, steps)
-        if d.startswith("cuda"):
-            report["epochs"] += _guard(report, f"epochs/{d}/graph", epoch_timings, d, batches, steps, True)
-    if env.get("torch"):
-        report["epochs"] += _guard(report, "torch/cpu", torch_timings, batches, steps, False)
-        if not dry and env.get("torch_cuda"):
-            report["epochs"] += _guard(report, "torch/cuda", torch_timings, batches, steps, True)
-    else:
+        use_torch = bool(env.get("torch")) and (d == "cpu" or bool(env.get("torch_cuda")))
+        report["epochs"] += _guard(report, f"epochs/{d}", epoch_timings, d, batches, steps, use_torch)
+    if not env.get("torch"):
         report["skipped_parts"].append(f"PyTorch timings: skipped (torch not importable: {env.get('torch_note')})")
     data_dir = os.environ.get("XCNN_DATA") or (str(ROOT / ".xcnn-data") if (ROOT / ".xcnn-data").is_dir() else None)
     if dry:

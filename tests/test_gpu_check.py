@@ -71,9 +71,10 @@ def test_graph_timings_and_gpu_targets(monkeypatch):
 
     gc = _module()
     use_fake_graphs(monkeypatch)
-    rows = gc.epoch_timings("cpu", [4], 2, graph=True)
-    assert {r["framework"] for r in rows} == {"xcnn --cuda-graph"}
-    assert all(r["graph_failed"] is None and r["graph_replays"] >= 3 and r["epoch_s"] > 0 for r in rows)
+    rows = gc.epoch_timings("cpu", [4], 2, cuda_graph=True)
+    assert {r["framework"] for r in rows} == {"xcnn", "xcnn --cuda-graph"} and all(r["epoch_s"] > 0 for r in rows)
+    graph = [r for r in rows if r["framework"] == "xcnn --cuda-graph"]
+    assert len(graph) == 2 and all(r["graph_failed"] is None and r["graph_replays"] >= 3 for r in graph)
 
     def row(fw, batch, epoch_s, **kw):
         return {"device": "cuda:0", "framework": fw, "model": "seed-cnn", "batch": batch, "epoch_s": epoch_s, **kw}
