@@ -123,14 +123,20 @@ def _cuda():
     return cuda_ops
 
 
-_COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+#: the float dtypes our kernels (compiled CPU and CUDA) are built for
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _kernel_dtype(*arrays) -> bool:
+    """The arrays share one dtype our kernels are built for (float32 or float64)."""
+    dt = arrays[0].dtype
+    return dt in _KERNEL_DTYPES and all(a.dtype == dt for a in arrays[1:])
 
 
 def _compiled(*arrays) -> bool:
     """Take the compiled CPU kernels (:mod:`xcnn.cpu_kernels`): they are on, and the (host) arrays
     share one float32/float64 dtype. Anything else keeps the NumPy path."""
-    dt = arrays[0].dtype
-    return dt in _COMPILED_DTYPES and all(a.dtype == dt for a in arrays[1:]) and CK.active()
+    return _kernel_dtype(*arrays) and CK.active()
 
 
 def _window_view(xpad_cnhw, KH, KW, SH, SW, OH, OW):
@@ -285,7 +291,7 @@ def conv2d_forward(x, weight, bias, stride=1, padding=0, ws=None):
     if xp is not np:
         col = im2col(x, (KH, KW), (SH, SW), (PH, PW), ws=ws)
         y2 = weight.reshape(O, -1) @ col  # (O, N*OH*OW): one GEMM for the whole batch
-        if bias is not None and bias.dtype == y2.dtype and y2.dtype in _COMPILED_DTYPES:
+        if bias is not None and _kernel_dtype(y2, bias):
             return _cuda().conv_output(y2, bias, N, OH, OW), col  # bias + NCHW layout in one kernel
         if bias is not None:
             y2 += bias.reshape(O, 1)
@@ -723,7 +729,7 @@ def relu_backward(dy, y):
     """Gradient of :func:`relu_forward` given its output ``y``: ``dy * (y > 0)`` (0 at exactly 0)."""
     xp = get_array_module(dy, y)
     if xp is not np:
-        if dy.dtype == y.dtype and dy.shape == y.shape and dy.dtype in _COMPILED_DTYPES:
+        if dy.shape == y.shape and _kernel_dtype(dy, y):
             return _cuda().relu_backward(dy, y)  # one kernel instead of a comparison and a product
         return dy * (y > 0)
     if _compiled(dy, y):
@@ -779,7 +785,7 @@ def softmax_cross_entropy(logits, target):
         raise ValueError(f"softmax_cross_entropy: expected logits (N, K), got {tuple(logits.shape)}")
     N, K = logits.shape
     if target.ndim == 1 and target.dtype.kind in "iu" and target.shape[0] == N:
-        if xp is not np and logits.dtype in _COMPILED_DTYPES:  # one fused kernel (kernels/loss.cu)
+        if xp is not np and _kernel_dtype(logits):  # one fused kernel (kernels/loss.cu)
             rows, grad = _cuda().softmax_xent(logits, target)
             return rows.mean(), grad
         lsm = log_softmax(logits)

@@ -112,47 +112,43 @@ class SGD(Optimizer):
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
 
     def step(self):
-        vels = [self._buffer("velocity", p) for p in self.params]
-        d0 = self.params[0].data
-        if get_array_module(d0) is not np and d0.dtype in F._COMPILED_DTYPES and all(
-                p.data.dtype == p.grad.dtype == v.dtype == d0.dtype and p.data.flags.c_contiguous
-                and p.grad.flags.c_contiguous and v.flags.c_contiguous for p, v in zip(self.params, vels)):
+        triples = [(p.data, p.grad, self._buffer("velocity", p)) for p in self.params]
+        arrays = [a for t in triples for a in t]
+        if get_array_module(arrays[0]) is not np and F._kernel_dtype(*arrays) \
+                and all(a.flags.c_contiguous for a in arrays):
             # the whole network in one launch (kernels/optim.cu), through a table of the tensors'
             # addresses that is rebuilt only when an array is replaced (load, .to)
             C = F._cuda()
-            key = C.sgd_table_key([p.data for p in self.params], [p.grad for p in self.params], vels)
+            key = C.sgd_table_key(*zip(*triples))
             table = self.__dict__.get("_table")
             if table is None or table[0] != key:
-                table = self._table = (key, *C.sgd_table(key, d0))
-            C.sgd_update_multi(table[1], table[2], table[3], self.device_hyper(d0))
+                table = self._table = (key, *C.sgd_table(key, arrays[0]))
+            C.sgd_update_multi(table[1], table[2], table[3], self.device_hyper(arrays[0]))
             self.steps += 1
             return
         hyper = None
-        for p in self.params:
-            d = p.data
-            v = self._buffer("velocity", p)
+        for p, (d, g, v) in zip(self.params, triples):
             xp = get_array_module(d)
-            fusable = d.dtype == p.grad.dtype == v.dtype and d.flags.c_contiguous \
-                and p.grad.flags.c_contiguous and v.flags.c_contiguous
-            if xp is not np and fusable and d.dtype in F._COMPILED_DTYPES:
+            contiguous = d.flags.c_contiguous and g.flags.c_contiguous and v.flags.c_contiguous
+            if xp is not np and contiguous and F._kernel_dtype(d, g, v):
                 # one kernel per parameter (kernels/optim.cu), the same operations and rounding as
                 # _update below; lr/momentum/decay are read on the device (graph-replay safe)
                 if hyper is None or hyper.dtype != d.dtype:
                     hyper = self.device_hyper(d)
-                F._cuda().sgd_update(d, p.grad, v, hyper)
+                F._cuda().sgd_update(d, g, v, hyper)
                 continue
-            if xp is np and fusable and F._compiled(d, p.grad, v):
+            if xp is np and contiguous and F._compiled(d, g, v):
                 # one compiled pass, the same operations and rounding as _update below
-                CK.sgd_update(d, p.grad, v, self.lr, self.momentum, self.weight_decay)
+                CK.sgd_update(d, g, v, self.lr, self.momentum, self.weight_decay)
                 continue
             s = self._scratch(p)
-            if get_array_module(d) is np and d.size >= F.PARALLEL_MIN_ELEMENTS and d.flags.c_contiguous:
+            if xp is np and d.size >= F.PARALLEL_MIN_ELEMENTS and d.flags.c_contiguous:
                 # A big layer's update is memory-bound: halves on two threads run ~1.6x faster
                 # (NumPy releases the GIL); elementwise, so the result is the same bit for bit.
-                flat = [a.reshape(-1) for a in (d, p.grad, v, s)]
+                flat = [a.reshape(-1) for a in (d, g, v, s)]
                 F._parallel(lambda _t, a, b: self._update(*(x[a:b] for x in flat)), d.size, 1, d.size)
             else:
-                self._update(d, p.grad, v, s)
+                self._update(d, g, v, s)
         self.steps += 1
 
     def device_hyper(self, like):
