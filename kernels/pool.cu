@@ -2,7 +2,8 @@
 //
 // Average: the divisor is always KH*KW (padding counts as zeros).
 // Max: padding is -inf and never wins; ties go to the FIRST maximum in row-major window
-// order (strict >); argmax (int32) is the offset kh*KW + kw inside the window.
+// order (strict >); a NaN beats any number and the first NaN wins (NumPy's rule); argmax
+// (int32) is the offset kh*KW + kw inside the window.
 // Backward kernels are gathers: one thread per input element sums the output gradients of
 // every window covering it -- deterministic, no atomics. Windows are visited with kh, then
 // kw, ascending (oh, ow descending), the order the NumPy path adds them in.
@@ -88,7 +89,8 @@ __device__ void max_pool_fwd_impl(const T* __restrict__ x, T* __restrict__ y, in
         const long long nc = i / ((long long)OW * OH);
         const T* xp = x + nc * H * W;
         // Start from offset 0 (which may be padding = -inf), then replace only on a strictly
-        // greater value: the first maximum wins, exactly like the NumPy path.
+        // greater value or on the first NaN: the first maximum wins, a NaN beats any number
+        // (NumPy's rule), exactly like the CPU paths.
         T best = ninf;
         int arg = 0;
         for (int kh = 0; kh < KH; ++kh) {
@@ -96,7 +98,7 @@ __device__ void max_pool_fwd_impl(const T* __restrict__ x, T* __restrict__ y, in
             for (int kw = 0; kw < KW; ++kw) {
                 const int w = ow * SW + kw - PW;
                 const T v = (h >= 0 && h < H && w >= 0 && w < W) ? xp[(long long)h * W + w] : ninf;
-                if ((kh == 0 && kw == 0) || v > best) {
+                if ((kh == 0 && kw == 0) || v > best || (v != v && best == best)) {
                     best = v;
                     arg = kh * KW + kw;
                 }

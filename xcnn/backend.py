@@ -15,18 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from .errors import DeviceError
+
 __all__ = [
-    "Device", "DeviceError", "get_device", "get_array_module", "cupy_or_none",
-    "gpu_available", "gpu_unavailable_reason", "to_host", "is_device_array", "device_of",
+    "Device", "DeviceError", "get_device", "parse_device", "get_array_module", "cupy_or_none",
+    "gpu_available", "gpu_unavailable_reason", "to_host", "is_device_array", "device_of", "placement",
+    "device_scope",
 ]
 
 _CUPY: Any = None
 _CUPY_ERROR: str | None = None
 _CUPY_TRIED = False
-
-
-class DeviceError(RuntimeError):
-    """A device was asked for that cannot be used, or arrays from two devices were mixed."""
 
 
 def cupy_or_none():
@@ -135,33 +134,35 @@ class Device:
             with self.xp.cuda.Device(self.index):
                 self.xp.cuda.get_current_stream().synchronize()
 
-    def rng(self, seed: int | None):
-        """A reproducible random generator on this device (NumPy's or CuPy's ``default_rng``)."""
-        if self.kind == "cpu":
-            return np.random.default_rng(seed)
-        with self.xp.cuda.Device(self.index):
-            return self.xp.random.default_rng(seed)
+
+
+def parse_device(spec) -> tuple[str, int]:
+    """``"cpu"`` -> ``("cpu", 0)``, ``"cuda:1"`` -> ``("cuda", 1)``, ``"auto"`` -> ``("auto", 0)``: the one
+    parser of device specs (no GPU is probed). A malformed spec is a :class:`DeviceError` saying
+    what is accepted."""
+    if isinstance(spec, Device):
+        return spec.kind, spec.index
+    m = _SPEC.match(str(spec).strip().lower())
+    if not m:
+        raise DeviceError(f"unknown device {spec!r} — use 'cpu', 'cuda', 'cuda:N' (N = GPU index) or 'auto'")
+    kind, idx = m.group(1), m.group(2)
+    if kind != "cuda" and idx is not None:
+        raise DeviceError(f"unknown device {spec!r} — '{kind}' takes no index, use '{kind}'")
+    return kind, int(idx or 0)
 
 
 def get_device(spec: "str | Device" = "auto", *, quiet: bool = False) -> Device:
     """Resolve a device spec. ``auto`` means CUDA when usable, else CPU with a one-line notice.
 
-    Raises :class:`DeviceError` naming the problem and the fix when ``cuda``/``cuda:N``
-    cannot be used, and :class:`ValueError` for a malformed spec.
+    Raises :class:`DeviceError` naming the problem and the fix when the spec is malformed or
+    ``cuda``/``cuda:N`` cannot be used.
     """
     if isinstance(spec, Device):
         return spec
-    m = _SPEC.match(str(spec).strip().lower())
-    if not m:
-        raise ValueError(f"unknown device {spec!r}: use 'cpu', 'cuda', 'cuda:N' (N = GPU index) or 'auto'")
-    kind, idx = m.group(1), int(m.group(2) or 0)
+    kind, idx = parse_device(spec)
     if kind == "cpu":
-        if m.group(2) is not None:
-            raise ValueError(f"unknown device {spec!r}: the CPU takes no index, use 'cpu'")
         return Device("cpu")
     if kind == "auto":
-        if m.group(2) is not None:
-            raise ValueError(f"unknown device {spec!r}: 'auto' takes no index")
         reason = gpu_unavailable_reason(0)
         if reason is None:
             return Device("cuda", 0)
@@ -181,16 +182,49 @@ def is_device_array(a) -> bool:
 
 
 def get_array_module(*arrays):
-    """NumPy or CuPy, decided by the arrays; mixing host and device arrays is an error."""
-    dev = [is_device_array(a) for a in arrays if a is not None]
-    if any(dev):
-        if not all(dev):
-            raise DeviceError(
-                "mixed host (NumPy) and device (CuPy) arrays in one operation: move them to one "
-                "device first, e.g. net.to('cuda') and device.asarray(batch)"
-            )
-        return _CUPY
-    return np
+    """NumPy or CuPy, decided by the arrays; mixing host and device arrays (or two GPUs) is an error."""
+    return np if placement(arrays) is None else _CUPY
+
+
+def placement(arrays) -> int | None:
+    """Where an operation on ``arrays`` runs: ``None`` for host (NumPy) arrays, else the index of the
+    one GPU they all live on. Host and device arrays mixed, or arrays of two GPUs, are a
+    :class:`DeviceError` (never a silent copy). ``None`` entries are ignored."""
+    where = -1  # nothing seen yet
+    for a in arrays:
+        if a is None:
+            continue
+        d = int(a.device.id) if is_device_array(a) else None
+        if where == -1:
+            where = d
+        elif d != where:
+            if where is None or d is None:
+                raise DeviceError(
+                    "mixed host (NumPy) and device (CuPy) arrays in one operation — move them to one "
+                    "device first, e.g. net.to('cuda') and device.asarray(batch)")
+            raise DeviceError(f"arrays on cuda:{where} and cuda:{d} in one operation — move them to one "
+                              "device first (net.to(...), device.asarray(...))")
+    return None if where == -1 else where
+
+
+class _NoScope:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NO_SCOPE = _NoScope()
+
+
+def device_scope(index: int | None):
+    """Context that makes GPU ``index`` current (CuPy allocates outputs and launches kernels on the
+    current device); nothing for ``None`` (host arrays). With :func:`placement` this is how every
+    op runs on its arrays' device, so ``cuda:N`` needs no care anywhere else."""
+    if index is None:
+        return _NO_SCOPE
+    return _CUPY.cuda.Device(index)
 
 
 def device_of(a) -> Device:

@@ -1,33 +1,35 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of either."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+
+The one writer of every file xcnn produces (checkpoints, metrics, figures, datasets). Files get the
+usual permissions for the user's umask (0644 under umask 022), like any tool's output.
+"""
 from __future__ import annotations
 
 import io
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_save_npz", "load_npz", "atomic_write_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npz", "load_npz"]
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename over ``path``."""
+    """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # open(..., "xb") rather than mkstemp: the file gets the umask's permissions, not 0600.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        tmp.unlink(missing_ok=True)
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)

@@ -1,0 +1,62 @@
+"""Starting our kernels: the launch shape, the scalar arguments as the exact C types the kernels
+declare, and the argument check against the parsed C signature (:mod:`.loader`).
+
+Every kernel is a grid-stride loop over ``total`` elements with one-dimensional blocks, so any grid
+is correct; an empty launch (``total == 0``) starts nothing (a zero-block grid is invalid). Outputs
+are allocated and kernels launched on the *current* device, which the ops make the arrays' own.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import cupy_or_none
+from . import loader
+
+__all__ = ["BLOCK", "MAX_GRID", "launch_config", "launch", "suffix", "ints", "cupy"]
+
+BLOCK = 256
+#: Cap on blocks per launch; the grid-stride loops cover anything beyond it.
+MAX_GRID = 65535 * 4
+
+_SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
+_I32_MAX = 2**31 - 1
+
+
+def cupy():
+    cp = cupy_or_none()
+    if cp is None:  # pragma: no cover - the ops only come here with CuPy arrays
+        raise RuntimeError("xcnn.cuda needs CuPy")
+    return cp
+
+
+def launch_config(total: int, block: int = BLOCK, max_grid: int = MAX_GRID) -> tuple[int, int]:
+    """``(grid, block)`` for ``total`` elements: one thread per element up to ``max_grid`` blocks."""
+    return max(1, min(-(-int(total) // block), max_grid)), block
+
+
+def launch(file: str, name: str, total: int, args: tuple) -> None:
+    """Check ``args`` against ``file:name``'s C signature, then launch it over ``total`` elements."""
+    if total <= 0:
+        return
+    loader.check_args(file, name, args)
+    grid, block = launch_config(total)
+    loader.get_kernel(file, name)((grid,), (block,), args)
+
+
+def suffix(op: str, a) -> str:
+    """``f32`` or ``f64``: the kernel twin for ``a``'s dtype."""
+    try:
+        return _SUFFIX[np.dtype(a.dtype)]
+    except KeyError:
+        raise TypeError(f"{op}: CUDA kernels support float32 and float64 only, got {a.dtype}") from None
+
+
+def ints(op: str, **vals) -> list:
+    """The values as ``np.int32`` scalars (the kernels take C ``int``), range-checked first."""
+    out = []
+    for k, v in vals.items():
+        v = int(v)
+        if not 0 <= v <= _I32_MAX:
+            raise ValueError(f"{op}: {k}={v} does not fit the kernels' 32-bit int")
+        out.append(np.int32(v))
+    return out
