@@ -1,26 +1,12 @@
-"""Shared test helpers: the backend list every test body is parameterised over, and tolerances."""
+"""Shared test helpers: tolerances, comparisons, hypothesis strategies, synthetic data, run settings.
+(Independent reference implementations live in references.py; the backend fixture in conftest.py.)"""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import strategies as st
 
-from xcnn import cpu_kernels
-from xcnn.backend import get_device, gpu_unavailable_reason, to_host
-
-_GPU_REASON = gpu_unavailable_reason(0)
-_NUMBA_REASON = None if cpu_kernels.available() else cpu_kernels.reason_unavailable()
-
-#: every test body runs once per backend: the CPU twice -- with the compiled (Numba) kernels and on
-#: the pure-NumPy path (tests/conftest.py selects it) -- and CUDA, which skips (with the reason)
-#: where no GPU is usable
-BACKENDS = [
-    pytest.param("cpu-numba", id="cpu-numba", marks=pytest.mark.skipif(
-        _NUMBA_REASON is not None, reason=f"compiled CPU kernels off: {_NUMBA_REASON}")),
-    pytest.param("cpu-numpy", id="cpu-numpy"),
-    pytest.param("cuda", id="cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        _GPU_REASON is not None, reason=f"no usable GPU: {_GPU_REASON}")]),
-]
+from xcnn.backend import to_host
 
 DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")]
 
@@ -28,17 +14,13 @@ DTYPES = [pytest.param(np.float32, id="f32"), pytest.param(np.float64, id="f64")
 TOL = {np.dtype(np.float32): (2e-5, 2e-5), np.dtype(np.float64): (1e-10, 1e-12)}
 
 
-def dev(name):
-    """The device of a backend id (``cpu-numba`` and ``cpu-numpy`` are both the CPU)."""
-    return get_device("cpu" if name.startswith("cpu") else name)
-
-
-def assert_close(actual, expected, dtype=None, rtol=None, atol=None):
+def assert_close(actual, expected, dtype=None, rtol=None, atol=None, err_msg=""):
     a = to_host(actual)
     e = to_host(expected)
     dt = np.dtype(dtype if dtype is not None else a.dtype)
     r, t = TOL[dt]
-    np.testing.assert_allclose(a, e, rtol=r if rtol is None else rtol, atol=t if atol is None else atol)
+    np.testing.assert_allclose(a, e, rtol=r if rtol is None else rtol, atol=t if atol is None else atol,
+                               err_msg=err_msg)
 
 
 @st.composite
@@ -61,3 +43,40 @@ def pool_case(draw, max_size: int = 9):
     H = draw(st.integers(max(1, k - 2 * p), max_size))
     W = draw(st.integers(max(1, k - 2 * p), max_size))
     return draw(st.integers(1, 3)), draw(st.integers(1, 3)), H, W, k, s, p
+
+
+def distinct_values(rng, shape):
+    """Values with no ties and gaps >= 1e-3 (so max-pool has a unique winner, FD steps cannot flip it)."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n).reshape(shape) * 1e-2 - n * 5e-3).astype(np.float64)
+
+
+def synthetic(n=600, n_test=200, seed=0):
+    """A separable 10-class problem: a bright bar at a class-specific place, MNIST-shaped."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 10, n + n_test)
+    x = rng.uniform(-0.5, -0.3, (n + n_test, 1, 28, 28)).astype(np.float32)
+    for i, c in enumerate(y):
+        r, q = divmod(int(c), 5)
+        x[i, 0, 4 + 12 * r:12 + 12 * r, 1 + 5 * q:6 + 5 * q] += 0.8
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def run_config(tmp_path, **kw):
+    """Settings of a short test run into ``tmp_path/run`` on the CPU (override anything)."""
+    from xcnn.train import RunConfig
+
+    base = dict(device="cpu", epochs=2, batch_size=50, out=str(tmp_path / "run"), log_every=3)
+    base.update(kw)
+    return RunConfig(**base)
+
+
+def weights(path):
+    """The parameters saved in a checkpoint (host arrays by name)."""
+    from xcnn.nn.serialize import load_checkpoint
+
+    return load_checkpoint(path)["params"]
+
+
+def quiet(*args, **kwargs):
+    """A ``log`` that prints nothing."""

@@ -1,8 +1,8 @@
-"""Run kernels/*.cu on the CPU: compile them as C++ with tests/_emu_cuda.h and launch them
+"""Run kernels/*.cu on the CPU: compile them as C++ with tests/doubles/emu_cuda.h and launch them
 through ctypes, block by block and thread by thread, like the GPU would (sequentially).
 
-A launch takes the very argument tuple that :mod:`xcnn.cuda_ops` hands to ``RawKernel`` and
-checks it against the kernel's C signature first (:func:`xcnn.kernels.check_signature`), so a
+A launch takes the very argument tuple that :mod:`xcnn.cuda.ops` hands to ``RawKernel`` and
+checks it against the kernel's C signature first (:func:`xcnn.cuda.loader.check_signature`), so a
 Python int where the kernel says ``int`` is refused here just as it would misbehave on a GPU.
 """
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from xcnn import kernels as K
-from xcnn.cuda_ops import launch_config
+from xcnn.cuda import loader as K
+from xcnn.cuda.launch import launch_config
 
-HEADER = Path(__file__).resolve().parent / "_emu_cuda.h"
+HEADER = Path(__file__).resolve().parent / "emu_cuda.h"
 CXX = os.environ.get("CXX", "g++")
 FLAGS = ["-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC"]
 SANITIZE = ["-std=c++17", "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
@@ -116,61 +116,3 @@ def build(file: str | None = None, *, source: str | None = None, sanitize: bool 
         mod = EmuModule(path, sigs, so, file)
         _MODULES[key] = mod
     return mod
-
-
-class Launcher:
-    """The ``launch(file, name, total, args)`` callable that :mod:`xcnn.cuda_ops` expects,
-    running on emulated modules. ``grid``/``block`` force a launch shape (e.g. 1 block of 32
-    threads, to exercise the grid-stride loops); by default it is ``launch_config(total)``."""
-
-    def __init__(self, grid: int | None = None, block: int | None = None, sanitize: bool = False):
-        self.grid, self.block, self.sanitize = grid, block, sanitize
-        self.calls: list = []
-
-    def __call__(self, file: str, name: str, total: int, args: tuple) -> None:
-        grid, block = launch_config(total)
-        if self.block is not None:
-            block = self.block
-            grid = launch_config(total, block)[0]
-        if self.grid is not None:
-            grid = self.grid
-        self.calls.append((file, name, total, args))
-        build(file, sanitize=self.sanitize).launch(name, grid, block, args)
-
-
-def naive_col2im(col, N, C, H, W, KH, KW, SH, SW, PH, PW, OH, OW):
-    """Independent reference: loop over every column entry and add it where im2col read it."""
-    dx = np.zeros((N, C, H, W), dtype=np.float64)
-    for c in range(C):
-        for kh in range(KH):
-            for kw in range(KW):
-                row = (c * KH + kh) * KW + kw
-                for n in range(N):
-                    for oh in range(OH):
-                        h = oh * SH + kh - PH
-                        if not 0 <= h < H:
-                            continue
-                        for ow in range(OW):
-                            w = ow * SW + kw - PW
-                            if 0 <= w < W:
-                                dx[n, c, h, w] += col[row, (n * OH + oh) * OW + ow]
-    return dx
-
-
-def naive_max_pool(x, KH, KW, SH, SW, PH, PW, OH, OW):
-    """Independent reference for max pooling: first maximum wins, padding never does."""
-    N, C, H, W = x.shape
-    y = np.empty((N, C, OH, OW), dtype=x.dtype)
-    arg = np.empty((N, C, OH, OW), dtype=np.int32)
-    for n in range(N):
-        for c in range(C):
-            for oh in range(OH):
-                for ow in range(OW):
-                    best, barg = None, -1
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            h, w = oh * SH + kh - PH, ow * SW + kw - PW
-                            if 0 <= h < H and 0 <= w < W and (best is None or x[n, c, h, w] > best):
-                                best, barg = x[n, c, h, w], kh * KW + kw
-                    y[n, c, oh, ow], arg[n, c, oh, ow] = best, barg
-    return y, arg

@@ -22,11 +22,14 @@ import weakref
 
 import numpy as np
 
-import _emu
+from doubles import emu as _emu
 from xcnn import backend
-from xcnn import kernels as K
+from xcnn.cuda import loader as K
 
-_STATE = types.SimpleNamespace(recording=None, capture_unsupported=False)
+#: ``launch``: ``(grid, block)`` forced on every kernel launch (None: what the caller asked for), to
+#: run the grid-stride loops with launch shapes far too small for the data; ``sanitize``: build the
+#: emulated kernels with AddressSanitizer and UBSan (the process must preload libasan)
+_STATE = types.SimpleNamespace(recording=None, capture_unsupported=False, launch=None, sanitize=False)
 _LIVE: "weakref.WeakValueDictionary[int, FakeDeviceArray]" = weakref.WeakValueDictionary()
 
 
@@ -280,11 +283,13 @@ class _RawModule:
         self.code = code
 
     def get_function(self, name):
-        mod = next(_emu.build(f) for f in K.kernel_files() if name in K.kernel_signatures(f))
+        file = next(f for f in K.kernel_files() if name in K.kernel_signatures(f))
 
         def launch(grid, block, args):
-            mod.launch(name, grid[0], block[0], _plain(args))
-            _record(("kernel", mod, name, grid[0], block[0], _plain(args)))
+            mod = _emu.build(file, sanitize=_STATE.sanitize)
+            g, b = _STATE.launch or (grid[0], block[0])
+            mod.launch(name, g, b, _plain(args))
+            _record(("kernel", mod, name, g, b, _plain(args)))
 
         return launch
 
@@ -356,10 +361,10 @@ def install(monkeypatch):
     fake = make()
     monkeypatch.setattr(backend, "_CUPY", fake)
     monkeypatch.setattr(backend, "_CUPY_TRIED", True)
-    _STATE.recording, _STATE.capture_unsupported = None, False
+    _STATE.recording, _STATE.capture_unsupported, _STATE.launch, _STATE.sanitize = None, False, None, False
     K.clear_cache()
     try:
         yield fake
     finally:
-        _STATE.recording, _STATE.capture_unsupported = None, False
+        _STATE.recording, _STATE.capture_unsupported, _STATE.launch, _STATE.sanitize = None, False, None, False
         K.clear_cache()
