@@ -46,7 +46,9 @@ class Backend:
         return self.device.is_cuda
 
     def asarray(self, a, dtype=None):
-        return self.device.asarray(np.asarray(a), dtype=dtype)
+        """A copy of ``a`` on this backend's device (a copy on the CPU too, as on a GPU, so in-place
+        updates never reach the test's own arrays)."""
+        return self.device.asarray(np.array(a, dtype=dtype, copy=True))
 
     @staticmethod
     def host(a):

@@ -152,6 +152,11 @@ class FakeDeviceArray(np.ndarray):
     def device(self):
         return _Device(0)
 
+    @property
+    def data(self):
+        """CuPy's ``MemoryPointer``: ``.ptr`` is the address of the first element."""
+        return types.SimpleNamespace(ptr=self.ctypes.data)
+
 
 def _first_array(args):
     for a in args:
