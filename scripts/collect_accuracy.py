@@ -16,23 +16,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from xcnn.apps.report_md import NETWORKS  # noqa: E402
 from xcnn.io import atomic_write_json, atomic_write_text  # noqa: E402
+from xcnn.train import RunConfig  # noqa: E402
 
-REPORT = {"seed-cnn": (0.9854, 30), "mlp2": (0.9833, 40), "mlp1": (0.9800, 40)}
-DEFAULTS = {"lr": 0.1, "momentum": 1e-3, "weight_decay": 1e-3, "batch_size": 50, "optimizer": "sgd", "seed": 0,
-            "init": None, "dataset": "mnist", "lr_schedule": "constant"}
+REPORT = {name: (info["report_acc"] / 100, info["report_epochs"]) for name, info in NETWORKS.items()}
 
 
 def command(cfg: dict, run: Path) -> str:
-    parts = ["python -m xcnn.train", f"--model {cfg['model']}", f"--epochs {cfg['epochs']}",
-             f"--device {cfg.get('device_resolved', cfg['device'])}"]
-    for k, v in DEFAULTS.items():
-        if cfg.get(k) != v:
-            parts.append(f"--{k.replace('_', '-')} {cfg.get(k)}")
-    if cfg.get("save_epochs"):
-        parts.append("--save-epochs " + ",".join(str(e) for e in cfg["save_epochs"]))
-    parts.append(f"--out runs/{run.name}")
-    return " ".join(parts)
+    """The ``python -m xcnn.train`` line of a run's saved settings (on the device it resolved to)."""
+    known = {k: v for k, v in cfg.items() if k in RunConfig.__dataclass_fields__}
+    known.update(device=cfg.get("device_resolved", cfg["device"]), out=f"runs/{run.name}")
+    return RunConfig(**known).command()
 
 
 def main(argv=None):
@@ -80,7 +75,7 @@ def main(argv=None):
     for r in rows:
         lines.append(f"- `{r['run']}`: `{r['command']}` (seed {r['seed']}, device {r['device']})")
     mach = rows[0]["machine"] or {}
-    lines.append(f"\nMachine: {mach.get('platform')}, {mach.get('processor')}, Python {mach.get('python')}, "
+    lines.append(f"\nMachine: {mach.get('platform')}, {mach.get('cpu') or mach.get('processor')}, Python {mach.get('python')}, "
                  f"NumPy {mach.get('numpy')}, xcnn {mach.get('xcnn')}.\n")
     lines.append("## Test accuracy per epoch\n")
     width = max(r["epochs"] for r in rows)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from xcnn.trainer import RunConfig, fit
+from xcnn.train import RunConfig, fit
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from .errors import DeviceError
 __all__ = [
     "Device", "DeviceError", "get_device", "parse_device", "get_array_module", "cupy_or_none",
     "gpu_available", "gpu_unavailable_reason", "to_host", "is_device_array", "device_of", "placement",
-    "device_scope",
+    "device_scope", "describe_gpu",
 ]
 
 _CUPY: Any = None
@@ -68,6 +68,20 @@ def gpu_unavailable_reason(index: int = 0) -> str | None:
     except Exception as exc:
         return f"CUDA device {index} did not answer a test computation ({type(exc).__name__}: {exc})."
     return None
+
+
+def describe_gpu(index: int = 0) -> dict:
+    """The GPU's name and the CUDA versions (empty without CuPy; a note when the device cannot say)."""
+    cp = cupy_or_none()
+    if cp is None:
+        return {}
+    try:
+        name = cp.cuda.runtime.getDeviceProperties(index)["name"]
+        return {"gpu": name.decode() if isinstance(name, bytes) else str(name), "cupy": cp.__version__,
+                "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
+                "cuda_driver": cp.cuda.runtime.driverGetVersion()}
+    except Exception as exc:  # naming the GPU is a nicety; say why it failed
+        return {"cupy": getattr(cp, "__version__", None), "gpu_note": f"{type(exc).__name__}: {exc}"}
 
 
 def gpu_available(index: int = 0) -> bool:

@@ -32,21 +32,6 @@ def _blas() -> str | None:
         return None
 
 
-def _gpu(index: int) -> dict:
-    from .backend import cupy_or_none  # noqa: PLC0415
-
-    cp = cupy_or_none()
-    if cp is None:
-        return {}
-    try:
-        name = cp.cuda.runtime.getDeviceProperties(index)["name"]
-        return {"gpu": name.decode() if isinstance(name, bytes) else str(name), "cupy": cp.__version__,
-                "cuda_runtime": cp.cuda.runtime.runtimeGetVersion(),
-                "cuda_driver": cp.cuda.runtime.driverGetVersion()}
-    except Exception as exc:  # naming the GPU is a nicety; say why it failed
-        return {"cupy": getattr(cp, "__version__", None), "gpu_note": f"{type(exc).__name__}: {exc}"}
-
-
 def _torch() -> dict:
     try:
         import torch  # noqa: PLC0415
@@ -63,7 +48,7 @@ def describe(device: str | None = None, *, torch: bool = False) -> dict:
     environment; the GPU's name and CUDA versions when ``device`` is a CUDA spec; PyTorch's version
     when ``torch`` is true."""
     from . import __version__  # noqa: PLC0415
-    from .backend import parse_device  # noqa: PLC0415
+    from .backend import describe_gpu, parse_device  # noqa: PLC0415
     from .cpu import config as cpu_config  # noqa: PLC0415
 
     info = {"xcnn": __version__, "python": platform.python_version(), "numpy": np.__version__,
@@ -78,7 +63,7 @@ def describe(device: str | None = None, *, torch: bool = False) -> dict:
         kind, index = parse_device(device)
         info["device"] = str(device)
         if kind == "cuda":
-            info.update(_gpu(index))
+            info.update(describe_gpu(index))
     if torch:
         info.update(_torch())
     return info

@@ -34,6 +34,8 @@ _CDECL = {"int": "int", "unsigned int": "unsigned int", "long long": "long long"
 
 _BUILD_DIR: str | None = None
 _MODULES: dict = {}
+#: every emulated launch, in order: ``(file, kernel name, grid, block, args)``
+LAUNCHES: list = []
 
 
 def have_compiler() -> bool:
@@ -87,6 +89,7 @@ class EmuModule:
             vals.append(ctypes.c_void_p(a.ctypes.data) if ctype.endswith("*") else _CTYPES[ctype](a.item()))
         argv = (ctypes.c_void_p * len(vals))(*[ctypes.addressof(v) for v in vals])
         self.launches.append((name, grid, block, args))
+        LAUNCHES.append((self.file, name, grid, block, args))
         getattr(self.lib, f"emu_launch_{name}")(grid, block, argv)
 
 

@@ -1,9 +1,10 @@
-"""Run in a subprocess by tests/test_kernels_emulated.py under AddressSanitizer + UBSan
-(``LD_PRELOAD=libasan.so``): the kernels built with ``-fsanitize=address,undefined`` on a fixed
-set of shapes, compared with the NumPy path. Any out-of-bounds access or signed overflow aborts
-the process. ``oob`` and ``overflow`` run deliberately broken kernels to prove the harness bites.
+"""Run in a subprocess by tests/cuda/test_sanitizers.py under AddressSanitizer + UBSan
+(``LD_PRELOAD=libasan.so``): the GPU ops (xcnn/cuda/ops.py) on the CuPy double, whose kernels are
+built with ``-fsanitize=address,undefined``, on a fixed set of shapes and launch shapes, compared
+with the NumPy implementations. Any out-of-bounds access or signed overflow aborts the process.
+``oob`` and ``overflow`` run deliberately broken kernels to prove the harness bites.
 
-Usage: python tests/_emu_asan_cases.py cases|oob|overflow
+Usage: python tests/doubles/emu_asan_cases.py cases|oob|overflow
 """
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ import sys
 
 import numpy as np
 
-import _emu
-from xcnn import cuda_ops as O
-from xcnn import functional as F
+from doubles import emu as _emu
+from doubles import fakecupy
+from xcnn.backend import get_device, to_host
+from xcnn.cpu import numpy_conv, numpy_ops
+from xcnn.cuda import ops as O
+from xcnn.ops import conv_geometry, pool_geometry
 
 BROKEN = r'''
 extern "C" __global__ void write_past_end(float* out, long long total)
@@ -32,83 +36,71 @@ extern "C" __global__ void int_overflow(int* out, int a, int b)
 
 def cases() -> int:
     rng = np.random.default_rng(0)
+    dev = get_device("cuda")
+    put = dev.asarray
     n = 0
     shapes = [(1, 1, 1, 1), (1, 2, 5, 7), (2, 3, 8, 6), (3, 1, 4, 9)]
     windows = [(1, 1), (2, 3), (3, 3), (7, 2)]
     steps = [(1, 1), (2, 3), (3, 2)]
     pads = [(0, 0), (1, 0), (0, 1), (3, 3)]
-    launches = [(None, None), (1, 32), (2, 5)]
-    for (N, C, H, W), k, s, p, dtype in itertools.product(shapes, windows, steps, pads, (np.float32, np.float64)):
-        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+    launches = [None, (1, 32), (2, 5)]
+
+    def launch():
+        fakecupy.state().launch = launches[n % len(launches)]
+
+    def same(a, b):
+        np.testing.assert_array_equal(to_host(a), b)
+
+    for shape, k, s, p, dtype in itertools.product(shapes, windows, steps, pads, (np.float32, np.float64)):
+        N, C, H, W = shape
         try:
-            g = F.conv_geometry(H, W, k, s, p)
+            g = conv_geometry(H, W, k, s, p)
         except ValueError:
             continue
-        x = rng.standard_normal((N, C, H, W)).astype(dtype)
-        col = O._im2col(np, L, x, *g)
-        np.testing.assert_array_equal(col, F.im2col(x, k, s, p))
-        np.testing.assert_array_equal(O._col2im(np, L, col, N, C, H, W, *g), F.col2im(col, x.shape, k, s, p))
+        launch()
+        x = rng.standard_normal(shape).astype(dtype)
+        col = O.im2col(put(x), g)
+        same(col, numpy_conv.im2col(x, g))
+        same(O.col2im(col, shape, g), numpy_conv.col2im(to_host(col), shape, g))
         n += 2
         try:
-            pg = F.pool_geometry(H, W, k, s, p)
+            pg = pool_geometry(H, W, k, s, p)
         except ValueError:
             continue
-        y = O._avg_pool_forward(np, L, x, *pg)
-        np.testing.assert_array_equal(y, F.avg_pool2d_forward(x, k, s, p))
-        np.testing.assert_array_equal(O._avg_pool_backward(np, L, y, N, C, H, W, *pg),
-                                      F.avg_pool2d_backward(y, x.shape, k, s, p))
-        y, a = O._max_pool_forward(np, L, x, *pg)
-        ry, ra = F.max_pool2d_forward(x, k, s, p)
-        np.testing.assert_array_equal(y, ry)
-        np.testing.assert_array_equal(a, ra)
-        np.testing.assert_array_equal(O._max_pool_backward(np, L, y, a, N, C, H, W, *pg),
-                                      F.max_pool2d_backward(y, a, x.shape, k, s, p))
+        y = O.avg_pool2d_forward(put(x), pg)
+        same(y, numpy_ops.avg_pool2d_forward(x, pg))
+        same(O.avg_pool2d_backward(y, shape, pg), numpy_ops.avg_pool2d_backward(to_host(y), shape, pg))
+        y, a = O.max_pool2d_forward(put(x), pg)
+        ry, ra = numpy_ops.max_pool2d_forward(x, pg)
+        same(y, ry)
+        same(a, ra)
+        same(O.max_pool2d_backward(y, a, shape, pg), numpy_ops.max_pool2d_backward(ry, ra, shape, pg))
         n += 4
-    from xcnn.layers import Parameter  # noqa: PLC0415
-    from xcnn.optim import SGD  # noqa: PLC0415
-
-    for size, dtype, wd in itertools.product((1, 7, 300), (np.float32, np.float64), (0.0, 1e-3)):
-        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
-        w, dw, v = (rng.standard_normal(size).astype(dtype) for _ in range(3))
-        par = Parameter(w.copy(), "w")
-        par.grad[...] = dw
-        opt = SGD([par], lr=0.1, momentum=0.9, weight_decay=wd)
-        opt.state["velocity"] = {"w": v.copy()}
-        opt.step()
-        O._sgd_update(np, L, w, dw, v, np.array([0.1, 0.9, wd], dtype))
-        np.testing.assert_array_equal(w, par.data)
-        np.testing.assert_array_equal(v, opt.state["velocity"]["w"])
-        n += 1
     for sizes, dtype in itertools.product(((1,), (5, 1, 33), (300, 2, 2, 17)), (np.float32, np.float64)):
-        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+        launch()
         ts = [[rng.standard_normal(k).astype(dtype) for _ in range(3)] for k in sizes]
         refs = [[a.copy() for a in t] for t in ts]
-        for p, g, v in refs:
-            O._sgd_update(np, _emu.Launcher(sanitize=True), p, g, v, np.array([0.1, 0.9, 1e-3], dtype))
-        tab, off, total = O._sgd_table(np, O.sgd_table_key(*zip(*ts)))
-        O._sgd_update_multi(np, L, tab, off, total, np.array([0.1, 0.9, 1e-3], dtype))
-        for t, r in zip(ts, refs):
-            np.testing.assert_array_equal(t[0], r[0])
-            np.testing.assert_array_equal(t[2], r[2])
+        numpy_ops.sgd_update(*zip(*refs), 0.1, 0.9, 1e-3, {})
+        dts = [[put(a) for a in t] for t in ts]
+        O.sgd_update(*zip(*dts), 0.1, 0.9, 1e-3, {})
+        for t, r in zip(dts, refs):
+            same(t[0], r[0])
+            same(t[2], r[2])
         n += 1
     for (N, C, P), dtype in itertools.product(((1, 1, 1), (3, 4, 7), (2, 9, 25)), (np.float32, np.float64)):
-        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+        launch()
         y2, b = rng.standard_normal((C, N * P)).astype(dtype), rng.standard_normal(C).astype(dtype)
-        np.testing.assert_array_equal(O._conv_output(np, L, y2, b, N, P, 1)[..., 0],
-                                      (y2 + b[:, None]).reshape(C, N, P).transpose(1, 0, 2))
+        same(O._conv_output(put(y2), put(b), N, P, 1)[..., 0], (y2 + b[:, None]).reshape(C, N, P).transpose(1, 0, 2))
         r = np.maximum(y2, 0)
-        np.testing.assert_array_equal(O._relu_backward(np, L, y2, r), F.relu_backward(y2, r))
+        same(O.relu_backward(put(y2), put(r)), numpy_ops.relu_backward(y2, r))
         n += 2
     for (N, K), dtype in itertools.product(((1, 1), (3, 10), (40, 7)), (np.float32, np.float64)):
-        L = _emu.Launcher(*launches[n % len(launches)], sanitize=True)
+        launch()
         z = rng.standard_normal((N, K)).astype(dtype)
         y = rng.integers(0, K, N)
         y[0] = K  # an out-of-range label must not read past the row
-        rows, grad = O._softmax_xent(np, L, z, y)
-        assert np.isnan(rows[0]) and np.isfinite(rows[1:]).all()
-        if N > 1:
-            np.testing.assert_allclose(grad[1:], F.softmax_cross_entropy(z[1:], y[1:])[1] * (N - 1) / N,
-                                       rtol=1e-5, atol=1e-6)
+        rows, grad = (to_host(a) for a in O.softmax_xent(put(z), put(y)))
+        assert np.isnan(rows[0]) and np.isfinite(rows[1:]).all() and np.isfinite(grad[1:]).all()
         n += 1
     return n
 
@@ -116,7 +108,8 @@ def cases() -> int:
 def main(argv) -> int:
     mode = argv[1] if len(argv) > 1 else "cases"
     if mode == "cases":
-        print(f"sanitized emulation OK: {cases()} kernel launches checked")
+        with fakecupy.installed(sanitize=True):
+            print(f"sanitized emulation OK: {cases()} kernel launches checked")
         return 0
     mod = _emu.build("broken.cu", source=BROKEN, sanitize=True)
     if mode == "oob":

@@ -359,6 +359,35 @@ def make():
     return fake
 
 
+def state():
+    """The double's switches (``launch``, ``sanitize``, ``capture_unsupported``)."""
+    return _STATE
+
+
+class _SetAttr:
+    """``monkeypatch.setattr`` for code without pytest (a subprocess), undone on exit."""
+
+    def __init__(self):
+        self.undo = []
+
+    def setattr(self, obj, name, value):
+        self.undo.append((obj, name, getattr(obj, name)))
+        setattr(obj, name, value)
+
+
+@contextlib.contextmanager
+def installed(*, sanitize=False):
+    """:func:`install` outside pytest, e.g. in the sanitizer subprocess."""
+    patch = _SetAttr()
+    try:
+        with install(patch) as fake:
+            _STATE.sanitize = sanitize
+            yield fake
+    finally:
+        for obj, name, value in reversed(patch.undo):
+            setattr(obj, name, value)
+
+
 @contextlib.contextmanager
 def install(monkeypatch):
     """Put a stand-in in CuPy's place (``backend._CUPY``) for the duration; kernel caches are cleared

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xcnn import kernels as K
+from xcnn.cuda import loader as K
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FILES = K.kernel_files()
 ARCHS = ["75", "80", "90"]
 
@@ -34,6 +34,7 @@ ARCHS = ["75", "80", "90"]
 def test_sources_found_in_the_checkout():
     assert K.kernels_dir() == ROOT / "kernels"
     assert FILES == ["activation.cu", "im2col.cu", "loss.cu", "optim.cu", "pool.cu"]
+    assert (ROOT / "xcnn" / "cuda" / "loader.py").is_file() and not (ROOT / "xcnn" / "kernels.py").exists()
 
 
 @pytest.mark.parametrize("file", FILES)
@@ -197,45 +198,21 @@ def test_nvrtc_is_the_13_0_series(nvrtc):
 
 # ----------------------------------------------------------------------------- loader caching
 
-def _fake_cupy(device_id):
-    built = []
-
-    class RawModule:
-        def __init__(self, code, options, name_expressions=None):
-            assert name_expressions is None and "extern \"C\"" in code
-            built.append(options)
-            self.fetched = []
-
-        def get_function(self, name):
-            self.fetched.append(name)
-            return ("kernel", name, len(built))
-
-    dev = types.SimpleNamespace(id=device_id)
-    cp = types.SimpleNamespace(RawModule=RawModule, cuda=types.SimpleNamespace(Device=lambda *a: dev))
-    return cp, built, dev
-
-
-def test_get_kernel_compiles_once_per_file_options_and_device(monkeypatch):
-    cp, built, dev = _fake_cupy(0)
-    monkeypatch.setattr(K, "cupy_or_none", lambda: cp)
-    K.clear_cache()
-    try:
-        k1 = K.get_kernel("pool.cu", "max_pool_fwd_f32")
-        k2 = K.get_kernel("pool.cu", "max_pool_fwd_f32")
-        K.get_kernel("pool.cu", "avg_pool_bwd_f64")
-        assert k1 is k2 and len(built) == 1  # a second launch compiles nothing
-        assert K.get_module("pool.cu") is K.get_module("pool.cu")
-        K.get_kernel("im2col.cu", "im2col_f32")
-        assert len(built) == 2
-        K.get_kernel("pool.cu", "max_pool_fwd_f32", options=("--std=c++17", "-lineinfo"))
-        assert len(built) == 3
-        dev.id = 1  # another GPU gets its own module
-        K.get_kernel("pool.cu", "max_pool_fwd_f32")
-        assert len(built) == 4
-        with pytest.raises(KeyError, match="no kernel"):
-            K.get_kernel("pool.cu", "max_pool_fwd_f16")
-    finally:
-        K.clear_cache()
+def test_get_kernel_compiles_once_per_file_options_and_device(cuda_emu):
+    """On the CuPy double: one module per (file, options, device), whatever the number of launches."""
+    compiled = cuda_emu.fake.RawModule.compiled
+    start = len(compiled)
+    k1 = K.get_kernel("pool.cu", "max_pool_fwd_f32")
+    k2 = K.get_kernel("pool.cu", "max_pool_fwd_f32")
+    K.get_kernel("pool.cu", "avg_pool_bwd_f64")
+    assert k1 is k2 and len(compiled) == start + 1  # a second launch compiles nothing
+    assert K.get_module("pool.cu") is K.get_module("pool.cu")
+    K.get_kernel("im2col.cu", "im2col_f32")
+    assert len(compiled) == start + 2
+    K.get_kernel("pool.cu", "max_pool_fwd_f32", options=("--std=c++17", "-lineinfo"))
+    assert len(compiled) == start + 3 and compiled[-1] == ("--std=c++17", "-lineinfo")
+    with pytest.raises(KeyError, match="no kernel"):
+        K.get_kernel("pool.cu", "max_pool_fwd_f16")
 
 
 def test_get_kernel_without_cupy_says_how_to_install(monkeypatch):
@@ -270,7 +247,7 @@ def _project_copy(tmp_path):
 def _check_installed_tree(site: Path):
     """Import xcnn from ``site`` only (not the checkout) and read every kernel source through the loader."""
     code = (
-        "import sys, json; from xcnn import kernels as K; "
+        "import sys, json; from xcnn.cuda import loader as K; "
         "print(json.dumps({'dir': str(K.kernels_dir()), 'files': K.kernel_files(), "
         "'src': {f: K.kernel_source(f) for f in K.kernel_files()}}))"
     )
@@ -281,7 +258,7 @@ def _check_installed_tree(site: Path):
     import json
 
     info = json.loads(proc.stdout)
-    assert Path(info["dir"]) == site / "xcnn" / "kernels"
+    assert Path(info["dir"]) == site / "xcnn" / "cuda" / "kernels"
     assert info["files"] == FILES
     for f in FILES:
         assert info["src"][f] == (ROOT / "kernels" / f).read_text()
@@ -310,7 +287,7 @@ def test_wheel_ships_kernel_sources(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (whl,) = out.glob("xcnn-*.whl")
     names = zipfile.ZipFile(whl).namelist()
-    assert {f"xcnn/kernels/{f}" for f in FILES} <= set(names)
+    assert {f"xcnn/cuda/kernels/{f}" for f in FILES} <= set(names)
     site = tmp_path / "site"
     zipfile.ZipFile(whl).extractall(site)
     _check_installed_tree(site)
