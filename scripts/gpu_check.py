@@ -97,7 +97,7 @@ LAYERS = [  # (name, N-independent shape (C, H, W), op, kwargs)
 
 def layer_timings(device, batches, repeats):
     """Median forward and backward seconds of the conv/pool ops in the seed CNN's shapes."""
-    from xcnn import functional as F
+    from xcnn import ops as F
     from xcnn.backend import get_device
 
     dev = get_device(device)
@@ -109,10 +109,10 @@ def layer_timings(device, batches, repeats):
             if op == "conv":
                 w = dev.asarray(rng.standard_normal((kw["O"], C, kw["k"], kw["k"])).astype(np.float32))
                 b = dev.asarray(np.zeros(kw["O"], np.float32))
-                y, col = F.conv2d_forward(x, w, b, 1, kw["p"])
+                y, cache = F.conv2d_forward(x, w, b, 1, kw["p"])
                 dy = dev.xp.ones_like(y)
                 fwd = lambda: F.conv2d_forward(x, w, b, 1, kw["p"])  # noqa: E731
-                bwd = lambda: F.conv2d_backward(dy, col, x.shape, w, 1, kw["p"])  # noqa: E731
+                bwd = lambda: F.conv2d_backward(dy, cache, w)  # noqa: E731
             elif op == "avg":
                 y = F.avg_pool2d_forward(x, kw["k"])
                 dy = dev.xp.ones_like(y)
@@ -133,11 +133,11 @@ MODELS = ("seed-cnn", "mlp2")
 
 
 def epoch_timings(device, batches, steps, use_torch=False, cuda_graph=None):
-    """Seconds per 60,000-image epoch of seed-cnn and mlp2 from :func:`xcnn.bench.measure` (the
+    """Seconds per 60,000-image epoch of seed-cnn and mlp2 from :func:`xcnn.bench.runners.measure` (the
     benchmark's runners, interleaved in one run): xcnn's training step, its ``--cuda-graph`` step
     (on CUDA, or when ``cuda_graph`` is set) and, with ``use_torch``, the same network in PyTorch
     (cuDNN on CUDA); ``steps`` timed steps per repeat."""
-    from xcnn.bench import measure
+    from xcnn.bench.runners import measure
 
     cuda = device.startswith("cuda")
     graph = cuda if cuda_graph is None else cuda_graph
@@ -168,8 +168,8 @@ def training_runs(device, out_root, batches=(50, 1024), graph_modes=(False, True
     """Real MNIST training through the trainer (``python -m xcnn.train``'s code path): seconds of the
     last epoch's training steps, test accuracy, and whether the ``--cuda-graph`` run ended with the
     same weights as the eager one, bit for bit."""
-    from xcnn.network import load_checkpoint
-    from xcnn.trainer import RunConfig, fit
+    from xcnn.nn.serialize import load_checkpoint
+    from xcnn.train import RunConfig, fit
 
     rows, final = [], {}
     for batch in batches:
