@@ -190,38 +190,3 @@ def test_train_cli_ctrl_c_exits_130_and_resume_matches_uninterrupted(tmp_path, m
     a, b = weights(tmp_path / "ref" / "checkpoint.npz"), weights(tmp_path / "int" / "checkpoint.npz")
     for k in a:
         assert np.array_equal(a[k], b[k]), k
-
-
-def test_evaluate_and_predict_clis(tmp_path, mnist):
-    from xcnn.evaluate import app as eval_app
-    from xcnn.predict import app as pred_app
-
-    res = fit(cfg(tmp_path, train_limit=3000, test_limit=500, epochs=1), log=lambda *a: None)
-    ck = Path(res.out) / "checkpoint.npz"
-    runner = CliRunner()
-    r = runner.invoke(eval_app, [str(ck), "--device", "cpu", "--out", str(tmp_path / "ev")])
-    assert r.exit_code == 0, r.output
-    ev = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
-    assert ev["n"] == 10000 and 0.8 < ev["accuracy"] < 1 and len(ev["per_class"]) == 10
-    assert np.asarray(ev["confusion"]).sum() == 10000
-    assert np.trace(np.asarray(ev["confusion"])) == round(ev["accuracy"] * 10000)
-    assert (tmp_path / "ev" / "confusion.png").is_file()
-
-    # predict: an NPY digit as stored, and the same digit as a 4x larger dark-on-light PNG
-    import matplotlib.image as mpimg
-
-    img, label = mnist.test_images[0], int(mnist.test_labels[0])
-    np.save(tmp_path / "d.npy", img)
-    mpimg.imsave(tmp_path / "d.png", np.kron(255 - img, np.ones((4, 4))).astype(np.uint8), cmap="gray",
-                 vmin=0, vmax=255)
-    r = runner.invoke(pred_app, [str(ck), str(tmp_path / "d.npy"), str(tmp_path / "d.png"), "--device", "cpu"])
-    assert r.exit_code == 0, r.output
-    preds = [int(line.split(": ")[1].split()[0]) for line in r.output.strip().splitlines()]
-    assert preds == [label, label]
-    r = runner.invoke(pred_app, [str(ck), str(tmp_path / "missing.png")])
-    assert r.exit_code == 2 and "no such file" in r.output and "Traceback" not in r.output
-    (tmp_path / "bad.png").write_bytes(b"garbage")
-    r = runner.invoke(pred_app, [str(ck), str(tmp_path / "bad.png")])
-    assert r.exit_code == 2 and "not a readable PNG or NPY" in r.output
-    r = runner.invoke(eval_app, [str(tmp_path / "nope.npz")])
-    assert r.exit_code == 2 and "does not exist" in r.output
