@@ -12,9 +12,9 @@ from xcnn.viz import curves
 
 def _write_run(run, *, iters=True, epochs=True, acc=0.6, n_epochs=2):
     if iters:
-        write_csv(run / "metrics_iter.csv", [{"iteration": i, "epoch": i / 10, "train_loss": 2.0 / (i + 1),
-                                              "train_acc": min(1.0, 0.1 + i / 40)} for i in range(1, 10 * n_epochs + 1)],
-                  ITER_FIELDS)
+        rows = [{"iteration": i, "epoch": i / 10, "train_loss": 2.0 / (i + 1), "train_acc": min(1.0, 0.1 + i / 40)}
+                for i in range(1, 10 * n_epochs + 1)]
+        write_csv(run / "metrics_iter.csv", rows, ITER_FIELDS)
     if epochs:
         write_csv(run / "metrics_epoch.csv", [{"epoch": e, "iteration": 10 * e, "lr": 0.1, "train_loss": 1.0 / e,
                                                "train_acc": acc, "test_loss": 1.2 / e, "test_acc": acc + 0.01 * e,
