@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # works without the editable install
 
-from xcnn.bench import main  # noqa: E402
+from xcnn.bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

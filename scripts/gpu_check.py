@@ -133,7 +133,7 @@ MODELS = ("seed-cnn", "mlp2")
 
 
 def epoch_timings(device, batches, steps, use_torch=False, cuda_graph=None):
-    """Seconds per 60,000-image epoch of seed-cnn and mlp2 from :func:`xcnn.bench.measure` (the
+    """Seconds per 60,000-image epoch of seed-cnn and mlp2 from :func:`xcnn.bench.runners.measure` (the
     benchmark's runners, interleaved in one run): xcnn's training step, its ``--cuda-graph`` step
     (on CUDA, or when ``cuda_graph`` is set) and, with ``use_torch``, the same network in PyTorch
     (cuDNN on CUDA); ``steps`` timed steps per repeat."""
@@ -166,7 +166,8 @@ def epoch_timings(device, batches, steps, use_torch=False, cuda_graph=None):
 def training_runs(device, out_root, batches=(50, 1024), graph_modes=(False, True), epochs=2, data_dir=None,
                   train_limit=None):
     """Real MNIST training through the trainer (``python -m xcnn.train``'s code path): seconds of the
-    last epoch's training steps, test accuracy, and whether the ``--cuda-graph`` run ended with the
+    last epoch's training steps, test accuracy, and for a ``--cuda-graph`` run how many steps replayed
+    the graph (or why capture failed: the run then trained eagerly) and whether it ended with the
     same weights as the eager one, bit for bit."""
     from xcnn.nn.serialize import load_checkpoint
     from xcnn.train import RunConfig, fit
@@ -183,6 +184,9 @@ def training_runs(device, out_root, batches=(50, 1024), graph_modes=(False, True
             row = {"device": device, "batch": batch, "cuda_graph": graph, "status": res.status, "epochs": epochs,
                    "last_epoch_train_s": last["train_seconds"], "images_per_s": last["images_per_second"],
                    "test_acc": last["test_acc"]}
+            if graph:  # what the run's metrics say the graph did
+                g = json.loads((out / "metrics.json").read_text()).get("cuda_graph") or {}
+                row.update(graph_replays=g.get("replays"), graph_failed=g.get("capture_failed"))
             if graph and (batch, False) in final:
                 a, b = final[(batch, False)], final[(batch, True)]
                 row["same_weights_as_eager"] = a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
@@ -278,7 +282,11 @@ def write_report(out: Path, report: dict) -> None:
               "|---|---|---|---|---|---|---|"]
         for r in report["training"]:
             same = {True: "yes", False: "**NO**"}.get(r.get("same_weights_as_eager"), "-")
-            L.append(f"| {r['device']} | {r['batch']} | {'yes' if r['cuda_graph'] else 'no'} | "
+            graph = "no"
+            if r["cuda_graph"]:
+                graph = (f"capture FAILED ({r['graph_failed']}): eager steps" if r.get("graph_failed")
+                         else f"yes, {r.get('graph_replays')} replays")
+            L.append(f"| {r['device']} | {r['batch']} | {graph} | "
                      f"{r['last_epoch_train_s']:.2f} | {r['images_per_s']:,.0f} | {r['test_acc']:.4f} | {same} |")
     L += gpu_targets(report["epochs"])
     L += [""] + [f"- {s}" for s in report["skipped_parts"]]
