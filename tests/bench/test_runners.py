@@ -17,13 +17,6 @@ from xcnn.bench.runners import EPOCH_IMAGES, HYPER, XcnnRunner, measure, synthet
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 
-# The fused CUDA SGD update builds its table from the arrays' addresses (``a.data.ptr``); where the
-# CuPy double does not provide them, CUDA training steps on it stop there.
-_DOUBLE_HAS_PTR = hasattr(np.zeros(1).view(fakecupy.FakeDeviceArray).data, "ptr")
-needs_ptr = pytest.mark.xfail(not _DOUBLE_HAS_PTR, raises=AttributeError, strict=True,
-                              reason="the CuPy double (tests/doubles/fakecupy.py) has no .data.ptr, which the "
-                                     "fused SGD update reads (xcnn/cuda/ops.py sgd_table_key)")
-
 
 def test_synthetic_batches():
     pool = synthetic_batches("seed-cnn", 7, n=3, seed=1)
@@ -63,7 +56,6 @@ def test_measure_stops_repeating_past_its_budget():
     assert row["repeats"] == 2  # at least two repeats, then the budget ends the run
 
 
-@needs_ptr
 def test_graph_runner_trains_through_replays_to_the_eager_weights(cuda_emu):
     pool = synthetic_batches("seed-cnn", 8, n=3)
     eager = XcnnRunner("seed-cnn", 8, "cuda", HYPER, pool)
@@ -84,7 +76,6 @@ def test_graph_runner_trains_through_replays_to_the_eager_weights(cuda_emu):
         assert np.array_equal(to_host(a.data), to_host(b.data)), a.name
 
 
-@needs_ptr
 def test_measure_with_the_graph_runner_reports_its_replays_or_its_failure(cuda_emu):
     n0 = len(fakecupy._Stream.captures)
     row = measure("seed-cnn", 8, "cuda", images=16, repeats=2, warmup=1, use_torch=False, budget_s=5, pause_s=0,

@@ -17,11 +17,9 @@ import re
 import shutil
 import subprocess
 import sys
-import types
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from xcnn.cuda import loader as K

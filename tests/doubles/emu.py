@@ -16,10 +16,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 from xcnn.cuda import loader as K
-from xcnn.cuda.launch import launch_config
 
 HEADER = Path(__file__).resolve().parent / "emu_cuda.h"
 CXX = os.environ.get("CXX", "g++")

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from doubles import fakecupy
 from helpers import synthetic
@@ -20,13 +19,6 @@ from xcnn.backend import gpu_available
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "gpu_check.py"
-
-# The fused CUDA SGD update builds its table from the arrays' addresses (``a.data.ptr``); where the
-# CuPy double does not provide them, CUDA training steps on it stop there.
-_DOUBLE_HAS_PTR = hasattr(np.zeros(1).view(fakecupy.FakeDeviceArray).data, "ptr")
-needs_ptr = pytest.mark.xfail(not _DOUBLE_HAS_PTR, raises=AttributeError, strict=True,
-                              reason="the CuPy double (tests/doubles/fakecupy.py) has no .data.ptr, which the "
-                                     "fused SGD update reads (xcnn/cuda/ops.py sgd_table_key)")
 
 
 def _run(out, *extra):
@@ -78,7 +70,6 @@ def _module():
     return mod
 
 
-@needs_ptr
 def test_graph_timings_report_their_replays_or_the_capture_failure(cuda_emu):
     """The --cuda-graph timing rows on the CuPy double: replays when capture works; when it does not
     (the double refusing what CUDA refuses during capture), the failure -- and the targets say so."""
@@ -152,7 +143,6 @@ def test_training_runs_through_the_trainer_and_report(tmp_path, synthetic_mnist)
     assert "| cpu | 50 | no |" in md and "| cpu | 100 | no |" in md and "| - |" in md
 
 
-@needs_ptr
 def test_graph_training_runs_report_replays_or_capture_failure(tmp_path, cuda_emu, synthetic_mnist):
     """Eager and --cuda-graph runs through the trainer on the CuPy double: the same weights bit for bit,
     and the report says whether the graph replayed (and how often) or capture failed."""
