@@ -31,21 +31,45 @@ ARCHS = ["75", "80", "90"]
 
 def test_sources_found_in_the_checkout():
     assert K.kernels_dir() == ROOT / "kernels"
-    assert FILES == ["activation.cu", "im2col.cu", "loss.cu", "optim.cu", "pool.cu"]
+    assert FILES == ["activation.cu", "gemm.cu", "im2col.cu", "loss.cu", "optim.cu", "pool.cu"]
     assert (ROOT / "xcnn" / "cuda" / "loader.py").is_file() and not (ROOT / "xcnn" / "kernels.py").exists()
+
+
+#: Files whose emulation runs a block's threads with a real barrier (tests/doubles/emu_cuda.h), so they
+#: may use shared memory and __syncthreads; everywhere else the threads run one after another.
+BARRIER_FILES = {"gemm.cu"}
+#: gemm.cu's kernels count in M, N, K (int, < 2^31 each) and address through 64-bit strides.
+GEMM_INTS = {"M", "N", "K", "L", "S", "has_bias"}
+GEMM_STRIDES = {"sa0", "sa1", "sb0", "sb1", "ldc"}
+
+
+def _code(src):
+    return re.sub(r"//[^\n]*|/\*.*?\*/", "", src, flags=re.S)
 
 
 @pytest.mark.parametrize("file", FILES)
 def test_sources_follow_the_kernel_rules(file):
-    """No #include (NVRTC), nothing the CPU emulation cannot run, f32+f64 of every kernel."""
-    src = K.kernel_source(file)
-    code = re.sub(r"//[^\n]*|/\*.*?\*/", "", src, flags=re.S)
-    for banned in ("#include", "__shared__", "__syncthreads", "atomic"):
-        assert banned not in code, f"{file} uses {banned}"
+    """No #include (NVRTC), no atomics (results must not depend on timing), nothing the CPU emulation
+    cannot run (shared memory and barriers only where it runs blocks with a barrier), f32+f64 of
+    every kernel, 64-bit element counts and offsets."""
+    from doubles import emu  # noqa: PLC0415
+
+    code = _code(K.kernel_source(file))
+    banned = ("#include", "atomic") if file in BARRIER_FILES else ("#include", "__shared__", "__syncthreads", "atomic")
+    for word in banned:
+        assert word not in code, f"{file} uses {word}"
+    assert int(emu.uses_block_barrier(K.kernel_source(file))) == (1 if file in BARRIER_FILES else 0)
     names = set(K.kernel_signatures(file))
     assert names and all(n[:-4] + "_f32" in names and n[:-4] + "_f64" in names for n in names)
     for name, sig in K.kernel_signatures(file).items():
-        assert ("long long", "total") in sig, f"{name}: element count must be 64-bit"
+        if file == "gemm.cu":
+            scalars = {p: t for t, p in sig if not t.endswith("*")}
+            assert {"M", "N"} <= set(scalars), f"{name}: no M, N"
+            for p, t in scalars.items():
+                want = "long long" if p in GEMM_STRIDES else "int" if p in GEMM_INTS else None
+                assert t == want, f"{name}: {t} {p} (strides are long long, counts int)"
+        else:
+            assert ("long long", "total") in sig, f"{name}: element count must be 64-bit"
 
 
 def test_signature_parser():

@@ -227,3 +227,17 @@ def test_softmax_xent_bad_labels_give_nan_rows_not_stray_reads(gpu):
     assert np.isfinite(rows[[0, 3]]).all() and np.isnan(rows[[1, 2]]).all()
     assert np.isnan(grad[[1, 2]]).all() and np.isfinite(grad[[0, 3]]).all()
     np.testing.assert_allclose(rows[0], np.log(3), rtol=1e-6)
+
+
+def test_float32_kernels_flush_subnormals_like_the_gpu(gpu):
+    """CuPy compiles every kernel with -ftz=true, so on the GPU a float32 subnormal counts as zero;
+    the emulation models it (float64 is never flushed). The NumPy path keeps subnormals: CPU and GPU
+    agree bit for bit on normal numbers only."""
+    asarray, host, _ = gpu
+    g = pool_geometry(2, 2, 2)
+    for dtype, tiny, flushed in ((np.float32, np.float32(4e-39), True), (np.float64, 4e-310, False)):
+        x = np.full((1, 1, 2, 2), tiny, dtype)
+        cpu = numpy_ops.avg_pool2d_forward(x, g)
+        assert cpu[0, 0, 0, 0] == x[0, 0, 0, 0]  # the CPU keeps the (subnormal) mean
+        gpu_y = host(O.avg_pool2d_forward(asarray(x), g))
+        np.testing.assert_array_equal(gpu_y, 0 if flushed else cpu)

@@ -17,6 +17,7 @@ from doubles import emu as _emu
 from doubles import fakecupy
 from xcnn.backend import get_device, to_host
 from xcnn.cpu import numpy_conv, numpy_ops
+from xcnn.cuda import gemm
 from xcnn.cuda import ops as O
 from xcnn.ops import conv_geometry, pool_geometry
 
@@ -94,6 +95,17 @@ def cases() -> int:
         r = np.maximum(y2, 0)
         same(O.relu_backward(put(y2), put(r)), numpy_ops.relu_backward(y2, r))
         n += 2
+    for (M, N_, K), (ta, tb), dtype in itertools.product(((1, 1, 1), (5, 3, 70), (4, 25, 700), (70, 65, 9)),
+                                                         ((False, False), (False, True), (True, False)),
+                                                         (np.float32, np.float64)):
+        fakecupy.state().launch = None  # gemm.cu needs its 256-thread blocks (its own grid tests: test_gemm.py)
+        a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
+        b = rng.standard_normal((N_, K) if tb else (K, N_)).astype(dtype)
+        with gemm.using("kernels"):
+            c = to_host(gemm.matmul(put(a), put(b), trans_a=ta, trans_b=tb))
+        ref = (a.T if ta else a).astype(np.float64) @ (b.T if tb else b).astype(np.float64)
+        np.testing.assert_allclose(c, ref, rtol=1e-4, atol=1e-4 * np.sqrt(K))
+        n += 1
     for (N, K), dtype in itertools.product(((1, 1), (3, 10), (40, 7)), (np.float32, np.float64)):
         launch()
         z = rng.standard_normal((N, K)).astype(dtype)

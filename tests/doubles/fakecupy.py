@@ -59,6 +59,13 @@ def _record(op):
         _STATE.recording.ops.append(op)
 
 
+def _no_cublas():
+    # cupy_backends/cuda/libs/cublas.pyx (v14.2.0) setStream: every cuBLAS wrapper sets its stream
+    # first, and that refuses a capturing stream; CuPy's matmul/dot reach cuBLAS for float arrays.
+    if _STATE.recording is not None:
+        raise NotImplementedError("calling cuBLAS API during stream capture is currently unsupported")
+
+
 def _no_host_io(what):
     if _STATE.recording is not None:
         raise RuntimeError(f"{what} during stream capture (a synchronous device-host transfer is not allowed)")
@@ -71,6 +78,8 @@ class FakeDeviceArray(np.ndarray):
         _LIVE[id(self)] = self
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if ufunc is np.matmul:
+            _no_cublas()
         out = kwargs.pop("out", None)
         outs = tuple(out) if out is not None else None
         res = getattr(ufunc, method)(*_plain(inputs), **kwargs, **({"out": _plain(outs)} if outs else {}))
@@ -325,6 +334,8 @@ class _Module(types.ModuleType):
             return fn
 
         def wrapped(*a, **kw):
+            if name in ("matmul", "dot", "tensordot", "inner", "vdot", "einsum"):
+                _no_cublas()
             res = _dev(fn(*_plain(a), **{k: _plain(v) for k, v in kw.items()}))
             out = kw.get("out")
             if name in _FILLS and isinstance(res, FakeDeviceArray):

@@ -1,7 +1,10 @@
 """CUDA graphs through CuPy: a stream to capture on, a private memory pool, capture and replay.
 
 Used by :class:`xcnn.train.step.GraphedTrainStep`. Every call makes the graph's GPU current first,
-so a step captured on ``cuda:1`` stays on ``cuda:1`` whatever device the caller has current.
+so a step captured on ``cuda:1`` stays on ``cuda:1`` whatever device the caller has current. Inside
+:meth:`CupyGraphs.scope` the matrix products use our own kernels (:mod:`.gemm`): CuPy refuses every
+cuBLAS call while a stream is capturing, and the eager steps of a graph run (warm-up, a smaller last
+batch) must use the very kernels its replays do, so the whole run gives the same bits.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import contextlib
 
 from ..backend import is_device_array
 from ..errors import DeviceError
+from . import gemm
 from .launch import cupy
 
 __all__ = ["CupyGraphs"]
@@ -30,8 +34,8 @@ class CupyGraphs:
     @contextlib.contextmanager
     def scope(self):
         """Run the body on the capture stream, ordered after what the caller queued before and
-        before what it queues after."""
-        with self.device:
+        before what it queues after, with our GEMM kernels."""
+        with self.device, gemm.using("kernels"):
             caller = self.cp.cuda.get_current_stream()
             self.stream.wait_event(caller.record())
             try:

@@ -12,7 +12,7 @@ import numpy as np
 from ..backend import cupy_or_none
 from . import loader
 
-__all__ = ["BLOCK", "MAX_GRID", "launch_config", "launch", "suffix", "ints", "cupy"]
+__all__ = ["BLOCK", "MAX_GRID", "launch_config", "launch", "launch_grid", "suffix", "ints", "cupy"]
 
 BLOCK = 256
 #: Cap on blocks per launch; the grid-stride loops cover anything beyond it.
@@ -60,3 +60,9 @@ def ints(op: str, **vals) -> list:
             raise ValueError(f"{op}: {k}={v} does not fit the kernels' 32-bit int")
         out.append(np.int32(v))
     return out
+
+
+def launch_grid(file: str, name: str, grid: int, block: int, args: tuple) -> None:
+    """Launch ``file:name`` with an explicit ``(grid, block)`` (kernels with their own tiling)."""
+    loader.check_args(file, name, args)
+    loader.get_kernel(file, name)((int(grid),), (int(block),), args)

@@ -1,7 +1,8 @@
 """GPU implementations of the ops (called by :mod:`xcnn.ops` with CuPy arrays whose device is
 current, inputs already validated): our kernels for im2col/col2im, a convolution's bias and NCHW
-layout, pooling, ReLU's backward, softmax cross-entropy and the SGD update; cuBLAS for the GEMMs.
-No op synchronises with the host.
+layout, pooling, ReLU's backward, softmax cross-entropy and the SGD update; the GEMMs through
+:mod:`.gemm` (cuBLAS, or our own kernels where a CUDA graph is captured). No op synchronises with
+the host.
 
 Shapes: x (N, C, H, W); col (C*KH*KW, N*OH*OW); pooled y, argmax (N, C, OH, OW); ``g`` is the
 geometry ``(KH, KW, SH, SW, PH, PW, OH, OW)``.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import gemm
 from .launch import cupy, ints, launch, suffix
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
@@ -67,7 +69,7 @@ def conv2d_forward(x, weight, bias, g, ws=None):
     O = weight.shape[0]
     OH, OW = g[6], g[7]
     col = im2col(x, g)
-    y2 = weight.reshape(O, -1) @ col  # (O, N*OH*OW)
+    y2 = gemm.matmul(weight.reshape(O, -1), col)  # (O, N*OH*OW): one GEMM for the whole batch
     if bias is not None:
         return _conv_output(y2, bias, N, OH, OW), col
     return cp.ascontiguousarray(y2.reshape(O, N, OH, OW).transpose(1, 0, 2, 3)), col
@@ -76,18 +78,14 @@ def conv2d_forward(x, weight, bias, g, ws=None):
 def conv2d_backward(dy, col, x_shape, weight, g, need_dx, need_bias, ws=None, dw_out=None, db_out=None):
     """``(dx or None, dweight, dbias or None)``; ``dw_out``/``db_out`` (a layer's gradient arrays, C-contiguous,
     of dy's dtype) receive the GEMM and the sum directly, saving two copy kernels."""
-    cp = cupy()
     O = weight.shape[0]
     dy2 = dy.transpose(1, 0, 2, 3).reshape(O, -1)  # a copy kernel when dy is NCHW
-    if dw_out is not None:
-        cp.matmul(dy2, col.T, out=dw_out.reshape(O, -1))
-        dw = dw_out
-    else:
-        dw = (dy2 @ col.T).reshape(weight.shape)
+    dw = gemm.matmul(dy2, col, trans_b=True, out=None if dw_out is None else dw_out.reshape(O, -1))
+    dw = dw_out if dw_out is not None else dw.reshape(weight.shape)
     db = None
     if need_bias:
         db = dy2.sum(axis=1, out=db_out) if db_out is not None else dy2.sum(axis=1)
-    dx = col2im(weight.reshape(O, -1).T @ dy2, x_shape, g) if need_dx else None
+    dx = col2im(gemm.matmul(weight.reshape(O, -1), dy2, trans_a=True), x_shape, g) if need_dx else None
     return dx, dw, db
 
 
@@ -139,17 +137,14 @@ def relu_backward(dy, y):
 
 
 def linear_forward(x, weight, bias):
-    y = x @ weight.T
-    if bias is not None:
-        y += bias
-    return y
+    return gemm.matmul(x, weight, trans_b=True, bias=bias)
 
 
 def linear_backward(dy, x, weight, dw_out, db_out, need_dx):
-    cupy().matmul(dy.T, x, out=dw_out)
+    gemm.matmul(dy, x, trans_a=True, out=dw_out)
     if db_out is not None:
         dy.sum(axis=0, out=db_out)
-    return dy @ weight if need_dx else None
+    return gemm.matmul(dy, weight) if need_dx else None
 
 
 def softmax_xent(logits, labels):
