@@ -47,9 +47,11 @@ def _every_op(asarray):
             O.linear_forward(w, w, asarray(np.zeros(3, dtype)))
 
 
-def test_the_gpu_ops_launch_every_kernel_with_matching_arguments(cuda_emu):
+def test_the_gpu_ops_launch_every_kernel_with_matching_arguments(cuda_emu, monkeypatch):
     before = len(_launched(cuda_emu.fake))
-    _every_op(cuda_emu.asarray)
+    _every_op(cuda_emu.asarray)  # small arrays: the kernels with 32-bit index arithmetic
+    monkeypatch.setattr(O, "INDEX32_LIMIT", -1)
+    _every_op(cuda_emu.asarray)  # and their 64-bit twins
     calls = _launched(cuda_emu.fake)[before:]
     launched = {(f, n) for f, n, *_ in calls}
     every = {(f, n) for f in K.kernel_files() for n in K.kernel_signatures(f)}
@@ -68,7 +70,7 @@ def test_a_forced_launch_shape_is_the_one_that_runs(cuda_emu):
     before = len(_launched(cuda_emu.fake))
     O.im2col(x, conv_geometry(9, 11, 3, 2, 1))
     ((_, name, grid, block, args),) = _launched(cuda_emu.fake)[before:]
-    assert name == "im2col_f64" and (grid, block) == (1, 1) and int(args[2]) > 100
+    assert name == "im2col_i32_f64" and (grid, block) == (1, 1) and int(args[2]) > 100
 
 
 def _recorded(name, cuda_emu):

@@ -357,7 +357,7 @@ def make():
     fake.ndarray = FakeDeviceArray
     fake.asarray = _asarray
     fake.RawModule = _RawModule
-    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, runtimeGetVersion=lambda: 0,
+    runtime = types.SimpleNamespace(getDeviceCount=lambda: 1, getDevice=lambda: 0, runtimeGetVersion=lambda: 0,
                                     driverGetVersion=lambda: 0,
                                     getDeviceProperties=lambda i: {"name": b"NumPy stand-in"})
     current = _Stream()

@@ -168,7 +168,7 @@ def get_module(file: str, options: tuple[str, ...] = DEFAULT_OPTIONS):
     """The ``cupy.RawModule`` of ``file`` on the current device, built on first use and cached."""
     cp = _cupy()
     options = tuple(options)
-    key = (file, options, cp.cuda.Device().id)
+    key = (file, options, cp.cuda.runtime.getDevice())
     mod = _MODULES.get(key)
     if mod is None:
         with _LOCK:
@@ -181,9 +181,8 @@ def get_module(file: str, options: tuple[str, ...] = DEFAULT_OPTIONS):
 
 def get_kernel(file: str, name: str, options: tuple[str, ...] = DEFAULT_OPTIONS):
     """The ``RawKernel`` ``name`` from ``file`` on the current device (compiled once per process)."""
-    cp = _cupy()
     options = tuple(options)
-    key = (file, name, options, cp.cuda.Device().id)
+    key = (file, name, options, _cupy().cuda.runtime.getDevice())
     k = _KERNELS.get(key)
     if k is None:
         if name not in kernel_signatures(file):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import gemm
-from .launch import cupy, ints, launch, suffix
+from .launch import BLOCK, MAX_GRID, cupy, ints, launch, suffix
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
            "max_pool2d_forward", "max_pool2d_backward", "relu_forward", "relu_backward", "linear_forward",
@@ -24,14 +24,22 @@ def _geom(op, N, C, H, W, g):
     return ints(op, N=N, C=C, H=H, W=W, KH=KH, KW=KW, SH=SH, SW=SW, PH=PH, PW=PW, OH=OH, OW=OW)
 
 
-def _run(op, file, kernel, inputs, outputs, geom):
+#: Largest element count of a launch whose index arithmetic may be 32-bit: an index, plus one grid's
+#: stride of the grid-stride loop, must stay below 2^31.
+INDEX32_LIMIT = 2**31 - 1 - MAX_GRID * BLOCK
+
+
+def _run(op, file, kernel, inputs, outputs, geom, index32=True):
     """Allocate ``outputs`` (``(shape, dtype)`` pairs), launch ``file:kernel_<f32|f64>`` with
     ``(*inputs, *outputs, total, *geom)`` -- one thread per element of the first output, the argument
-    order all these kernels share -- and return the outputs."""
+    order all these kernels share -- and return the outputs. The ``_i32`` twin runs when every array
+    of the launch is small enough for 32-bit indices (kernels' own arithmetic; same results)."""
     cp = cupy()
     sfx = suffix(op, inputs[0])
     outs = [cp.empty(shape, dtype=dtype) for shape, dtype in outputs]
     total = outs[0].size
+    if index32 and max(a.size for a in (*inputs, *outs)) <= INDEX32_LIMIT:
+        sfx = "i32_" + sfx
     launch(file, f"{kernel}_{sfx}", total, (*inputs, *outs, np.int64(total), *geom))
     return outs
 
@@ -132,7 +140,7 @@ def relu_backward(dy, y):
     """``dy * (y > 0)`` in one launch (a product, so NaN/inf in dy propagate as on the CPU)."""
     cp = cupy()
     (dx,) = _run("relu_backward", "activation.cu", "relu_bwd", (cp.ascontiguousarray(dy), cp.ascontiguousarray(y)),
-                 [(y.shape, y.dtype)], ())
+                 [(y.shape, y.dtype)], (), index32=False)  # no index arithmetic to narrow
     return dx
 
 
