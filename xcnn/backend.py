@@ -20,7 +20,7 @@ from .errors import DeviceError
 __all__ = [
     "Device", "DeviceError", "get_device", "parse_device", "get_array_module", "cupy_or_none",
     "gpu_available", "gpu_unavailable_reason", "to_host", "is_device_array", "device_of", "placement",
-    "device_scope", "describe_gpu",
+    "device_scope", "describe_gpu", "zeros_like", "concatenate",
 ]
 
 _CUPY: Any = None
@@ -239,6 +239,22 @@ def device_scope(index: int | None):
     if index is None:
         return _NO_SCOPE
     return _CUPY.cuda.Device(index)
+
+
+def zeros_like(a, shape=None, dtype=None):
+    """Zeros on ``a``'s device (and module), of ``a``'s shape and dtype unless given. CuPy allocates
+    on the *current* device, so the array's own device is entered for it."""
+    where = placement([a])
+    xp = np if where is None else _CUPY
+    with device_scope(where):
+        return xp.zeros(a.shape if shape is None else shape, dtype=a.dtype if dtype is None else dtype)
+
+
+def concatenate(arrays):
+    """``xp.concatenate`` on the arrays' device (all on one)."""
+    where = placement(arrays)
+    with device_scope(where):
+        return (np if where is None else _CUPY).concatenate(arrays)
 
 
 def device_of(a) -> Device:

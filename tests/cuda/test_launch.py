@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from doubles import fakecupy
 from doubles import emu
 from xcnn.cuda import gemm
 from xcnn.cuda import launch as L
@@ -65,7 +66,7 @@ def test_the_gpu_ops_launch_every_kernel_with_matching_arguments(cuda_emu, monke
 
 def test_a_forced_launch_shape_is_the_one_that_runs(cuda_emu):
     """The kernel tests force tiny launch shapes through the double; check that they really apply."""
-    cuda_emu.fake.state.launch = (1, 1)
+    fakecupy.world().launch = (1, 1)
     x = cuda_emu.asarray(np.random.default_rng(0).standard_normal((2, 3, 9, 11)))
     before = len(_launched(cuda_emu.fake))
     O.im2col(x, conv_geometry(9, 11, 3, 2, 1))

@@ -6,6 +6,8 @@ loops must cover the rest)."""
 from __future__ import annotations
 
 import numpy as np
+
+from doubles import fakecupy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -43,7 +45,7 @@ def gpu(request, cuda_emu, monkeypatch):
         monkeypatch.setattr(O, "INDEX32_LIMIT", -1)
 
     def set_launch(shape):
-        cuda_emu.fake.state.launch = shape
+        fakecupy.world().launch = shape
 
     yield cuda_emu.asarray, cuda_emu.host, set_launch
 

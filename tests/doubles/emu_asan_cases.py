@@ -47,7 +47,7 @@ def cases() -> int:
     launches = [None, (1, 32), (2, 5)]
 
     def launch():
-        fakecupy.state().launch = launches[n % len(launches)]
+        fakecupy.world().launch = launches[n % len(launches)]
 
     def same(a, b):
         np.testing.assert_array_equal(to_host(a), b)
@@ -98,7 +98,7 @@ def cases() -> int:
     for (M, N_, K), (ta, tb), dtype in itertools.product(((1, 1, 1), (5, 3, 70), (4, 25, 700), (70, 65, 9)),
                                                          ((False, False), (False, True), (True, False)),
                                                          (np.float32, np.float64)):
-        fakecupy.state().launch = None  # gemm.cu needs its 256-thread blocks (its own grid tests: test_gemm.py)
+        fakecupy.world().launch = None  # gemm.cu needs its 256-thread blocks (its own grid tests: test_gemm.py)
         a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
         b = rng.standard_normal((N_, K) if tb else (K, N_)).astype(dtype)
         with gemm.using("kernels"):

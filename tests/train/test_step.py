@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from doubles import fakecupy
 import pytest
 from helpers import synthetic
 
@@ -73,7 +75,7 @@ def test_cuda_graph_replays_equal_eager_steps(cuda_emu, model):
     runs = _graphed_vs_eager(dev, model, 8, 8 * 4 + 3, 3, between=lambda net: seen.append(to_host(net.forward(probe))))
     st = runs["graph"][3]
     assert st.failed is None and st.graph is not None and st.replays == 3 * 4 - 2
-    assert st.graph.launches == st.replays and len(st.graph.ops) >= 15
+    assert st.graph.fake_launches == st.replays and len(st.graph.fake_ops) >= 15
     assert runs["eager"][1].steps == 15
     _assert_same(runs)
     for a, b in zip(seen[:3], seen[3:]):
@@ -83,7 +85,7 @@ def test_cuda_graph_replays_equal_eager_steps(cuda_emu, model):
 def test_a_failed_capture_warns_once_and_continues_eagerly(cuda_emu):
     """The double's stream refuses capture the way CUDA does when it cannot record: one warning, then
     eager steps with the same results as a plain eager run; ``failed`` says why, ``replays`` is 0."""
-    cuda_emu.fake.state.capture_unsupported = True
+    fakecupy.world().capture_unsupported = True
     dev = cuda_emu.device
     X, Y = _data(dev, 40)
     said, runs = [], {}
@@ -115,7 +117,7 @@ def test_device_operations_per_training_step(cuda_emu, model, ops):
     X, Y = _data(dev, 8)
     for _ in range(st.warmup + 1):
         st(X, Y, dev.xp.arange(8))
-    assert st.replays == 1 and len(st.graph.ops) == ops
+    assert st.replays == 1 and len(st.graph.fake_ops) == ops
 
 
 def test_graph_step_refuses_adam_the_cpu_and_no_warmup(cuda_emu):

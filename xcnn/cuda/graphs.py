@@ -50,7 +50,8 @@ class CupyGraphs:
         return self.cp.cuda.using_allocator(self.pool.malloc)
 
     def capture(self, body):
-        """Record ``body()`` into a graph (nothing executes); on failure end the capture and re-raise."""
+        """Record ``body()`` into a graph (nothing executes), then upload it to the device, so its first
+        launch does not pay for that; on failure end the capture and re-raise."""
         with self.device:
             s = self.stream
             s.begin_capture()
@@ -60,7 +61,9 @@ class CupyGraphs:
                 with contextlib.suppress(Exception):
                     s.end_capture()
                 raise
-            return s.end_capture()
+            graph = s.end_capture()
+            graph.upload(stream=s)
+            return graph
 
     def launch(self, graph):
         with self.device:

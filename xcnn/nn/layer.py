@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module, placement
+from ..backend import placement, zeros_like
 from ..errors import ConfigError, DeviceError, ShapeError
 from ..ops import Workspace
 
@@ -18,7 +18,7 @@ class Parameter:
 
     def __init__(self, data, name: str = ""):
         self.data = data
-        self.grad = get_array_module(data).zeros_like(data)
+        self.grad = zeros_like(data)
         self.name = name
 
     @property

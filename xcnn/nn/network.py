@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import device_of, get_device, to_host
+from ..backend import concatenate, device_of, get_device, to_host, zeros_like
 from ..errors import CheckpointError
 from .layer import Layer
 from .serialize import load_checkpoint, save_checkpoint
@@ -75,7 +75,7 @@ class Network:
         self.eval()
         try:
             outs = [self.forward(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
-            return self.device.xp.concatenate(outs) if len(outs) > 1 else outs[0]
+            return concatenate(outs) if len(outs) > 1 else outs[0]
         finally:
             self.train(was)
 
@@ -174,7 +174,7 @@ class Network:
                 raise CheckpointError(f"checkpoint parameter {name!r} has shape {tuple(arr.shape)}, network has "
                                       f"{tuple(p.data.shape)} — load it into the network it was saved from")
             p.data = dev.asarray(np.array(to_host(arr), dtype=p.data.dtype, copy=True))
-            p.grad = dev.xp.zeros_like(p.data)
+            p.grad = zeros_like(p.data)
         return self
 
     def save(self, path, optimizer=None, meta: dict | None = None) -> Path:

@@ -31,7 +31,7 @@ import contextlib
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import zeros_like
 from ..cuda.graphs import CupyGraphs
 from ..errors import ConfigError
 from ..nn.optim import SGD
@@ -63,15 +63,15 @@ class TrainStep:
         # check it), so clearing them first would only cost a fill per parameter
         self.net.backward(self.loss_fn.backward())
         self.opt.step()
-        self._sums(loss.dtype, get_array_module(logits))
+        self._sums(loss)
         self._loss_sum += loss * y.shape[0]
         self._correct += (logits.argmax(axis=1) == y).sum()
 
-    def _sums(self, dtype, xp):
-        """The accumulators (0-d arrays on the step's device), made on first use."""
+    def _sums(self, like):
+        """The accumulators (0-d arrays on ``like``'s device, the loss's dtype), made on first use."""
         if self._loss_sum is None:
-            self._loss_sum = xp.zeros((), dtype=dtype)
-            self._correct = xp.zeros((), dtype=np.int64)
+            self._loss_sum = zeros_like(like, shape=())
+            self._correct = zeros_like(like, shape=(), dtype=np.int64)
 
     def take(self) -> tuple[float, int]:
         """``(sum of batch-size-weighted losses, correct predictions)`` since the last call; resets both."""
@@ -125,10 +125,9 @@ class GraphedTrainStep(TrainStep):
         if self.failed is not None or int(idx.shape[0]) != self.batch_size:
             return super().__call__(X, Y, idx)  # a last, smaller batch (or no graph): eager
         if self._x is None:
-            xp = get_array_module(X)
-            self._x = xp.empty((self.batch_size,) + tuple(X.shape[1:]), dtype=X.dtype)
-            self._y = xp.empty((self.batch_size,) + tuple(Y.shape[1:]), dtype=Y.dtype)
-            self._sums(self.opt.params[0].data.dtype, xp)  # before capture: a replay must not re-zero them
+            self._x = zeros_like(X, shape=(self.batch_size,) + tuple(X.shape[1:]))
+            self._y = zeros_like(Y, shape=(self.batch_size,) + tuple(Y.shape[1:]))
+            self._sums(self.opt.params[0].data)  # before capture: a replay must not re-zero them
         self.graphs.take(X, idx, self._x)
         self.graphs.take(Y, idx, self._y)
         self.opt.prepare()  # lr etc. for this step, on the device, outside the graph
