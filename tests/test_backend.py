@@ -31,7 +31,35 @@ def test_real_reason_is_specific_when_cupy_is_missing():
     reason = backend.gpu_unavailable_reason(0)
     if reason is None:
         pytest.skip("a GPU is usable here")
-    assert "CuPy" in reason and ("pip install xcnn[cuda" in reason or "driver" in reason or "nvidia-smi" in reason)
+    assert "CuPy" in reason and ("pip install 'xcnn[cuda" in reason or "driver" in reason or "nvidia-smi" in reason)
+
+
+def test_a_driver_only_host_is_told_to_install_the_ctk_extras(monkeypatch):
+    """CuPy 14 on a host with the driver but no CUDA headers fails at its first kernel compile with
+    RuntimeError('Failed to find CUDA headers ...') (cupy/_core/core.pyx:2581-2603): the reason names
+    the extras that bring CuPy's [ctk]."""
+    from types import SimpleNamespace
+
+    def zeros(n):
+        raise RuntimeError("Failed to find CUDA headers. Please install CUDA toolkit headers "
+                           "(e.g., pip install cupy-cuda12x[ctk])")
+
+    class Dev:
+        def __init__(self, i):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+    runtime = SimpleNamespace(getDeviceCount=lambda: 1)
+    cp = SimpleNamespace(zeros=zeros, cuda=SimpleNamespace(runtime=runtime, Device=Dev))
+    monkeypatch.setattr(backend, "cupy_or_none", lambda: cp)
+    reason = backend.gpu_unavailable_reason(0)
+    assert reason.startswith("CUDA device 0 did not answer a test computation (RuntimeError: Failed to find CUDA")
+    assert "'xcnn[cuda13]'" in reason and "[ctk]" in reason and "\n" not in reason
 
 
 def test_placement_of_host_and_device_arrays(cuda_emu):

@@ -65,14 +65,16 @@ def test_cpu_model_matches_proc_cpuinfo():
 
 
 def test_gpu_fields_only_for_a_cuda_spec(monkeypatch):
-    with fakecupy.install(monkeypatch):
+    with fakecupy.install(monkeypatch) as fake:
         cpu = machine.describe("cpu")
         assert cpu["device"] == "cpu" and not (GPU & set(cpu)) and "gpu_note" not in cpu
         for spec in ("cuda", "cuda:0"):
             info = machine.describe(spec)
             assert COMMON <= set(info) and GPU <= set(info)
-            assert info["device"] == spec and info["gpu"] == "NumPy stand-in" and info["cupy"] == "0.0-fake"
-            assert info["cuda_runtime"] == 0 and info["cuda_driver"] == 0
+            name = fake.cuda.runtime.getDeviceProperties(0)["name"]  # bytes, as CuPy returns it
+            assert info["device"] == spec and info["gpu"] == name.decode() and info["cupy"] == fake.__version__
+            assert info["cuda_runtime"] == fake.cuda.runtime.runtimeGetVersion()
+            assert info["cuda_driver"] == fake.cuda.runtime.driverGetVersion()
 
 
 def test_a_gpu_that_cannot_be_named_is_noted_not_fatal(monkeypatch):
@@ -82,7 +84,7 @@ def test_a_gpu_that_cannot_be_named_is_noted_not_fatal(monkeypatch):
 
         monkeypatch.setattr(fake.cuda, "runtime", types.SimpleNamespace(getDeviceProperties=broken))
         info = machine.describe("cuda")
-    assert "gpu" not in info and info["cupy"] == "0.0-fake"
+    assert "gpu" not in info and info["cupy"] == fake.__version__
     assert info["gpu_note"] == "RuntimeError: cudaErrorNoDevice"
 
 

@@ -48,8 +48,8 @@ def gpu_unavailable_reason(index: int = 0) -> str | None:
     if cp is None:
         return (
             "CuPy is not installed or failed to import "
-            f"({_CUPY_ERROR}). Install it with `pip install xcnn[cuda12]` (CUDA 12 driver) "
-            "or `pip install xcnn[cuda13]` (CUDA 13 driver)."
+            f"({_CUPY_ERROR}). Install one of `pip install 'xcnn[cuda13]'` (driver >= 580, GPU sm_75 or newer) "
+            "or `pip install 'xcnn[cuda12]'` (older drivers and GPUs)."
         )
     try:
         count = cp.cuda.runtime.getDeviceCount()
@@ -66,7 +66,11 @@ def gpu_unavailable_reason(index: int = 0) -> str | None:
         with cp.cuda.Device(index):
             cp.zeros(1).sum().item()
     except Exception as exc:
-        return f"CUDA device {index} did not answer a test computation ({type(exc).__name__}: {exc})."
+        hint = ""
+        if any(w in str(exc).lower() for w in ("header", "nvrtc", "cublas")):  # a driver-only host
+            hint = (" CuPy compiles its kernels with NVRTC and the CUDA headers: reinstall with "
+                    "`pip install 'xcnn[cuda13]'` or `'xcnn[cuda12]'`, which bring CuPy's [ctk] extra.")
+        return f"CUDA device {index} did not answer a test computation ({type(exc).__name__}: {exc}).{hint}"
     return None
 
 

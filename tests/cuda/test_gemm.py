@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from doubles import emu as _emu
 from doubles import emu_gemm as EG
 from xcnn.cuda import gemm as XG
-from xcnn.cuda import loader as K
+from xcnn.cuda import loader
 
 pytestmark = pytest.mark.skipif(not _emu.have_compiler(), reason=f"no C++ compiler ({_emu.CXX}) for the kernel emulation")
 
@@ -370,7 +370,7 @@ def test_plan_examples():
 def test_documented_rules_match_the_launch_helper():
     """The header comment documents the launch rules: its constants and formulas must be the ones the
     production launcher (xcnn/cuda/gemm.py) applies (change both or neither)."""
-    src = K.kernel_source("gemm.cu")
+    src = loader.kernel_source("gemm.cu")
     for macro, value in (("GEMM_THREADS", XG.THREADS), ("GEMM_TILE", XG.TILE),
                          ("GEMM_SK_TILE", XG.SK_TILE), ("GEMM_SK_BK", XG.KALIGN)):
         assert re.search(rf"#define {macro} {value}\n", src), macro
@@ -396,7 +396,7 @@ def test_every_gemm_kernel_is_exercised():
         for split in (0, 32):
             A, B, st_, a, b = operands(rng, "NN", 3, 4, 70, dtype)
             EG.gemm(A, B, 3, 4, 70, *st_, split=split)
-    assert {n for n, *_ in mod.launches[n0:]} == set(K.kernel_signatures("gemm.cu"))
+    assert {n for n, *_ in mod.launches[n0:]} == set(loader.kernel_signatures("gemm.cu"))
 
 
 def test_leading_dimension_and_helper_checks():
@@ -433,12 +433,12 @@ def test_block_emulation_honours_barriers(os_threads):
 def test_thread_by_thread_emulation_refuses_shared_memory(tmp_path):
     """Without the block emulation __syncthreads does not even compile, so a file cannot run there
     while relying on a barrier; the kernel files pick their mode from their own text."""
-    assert not _emu.uses_block_barrier(K.kernel_source("pool.cu"))
-    assert _emu.uses_block_barrier(K.kernel_source("gemm.cu"))
+    assert not _emu.uses_block_barrier(loader.kernel_source("pool.cu"))
+    assert _emu.uses_block_barrier(loader.kernel_source("gemm.cu"))
     src = tmp_path / "demo.cu"
     src.write_text(EG.BARRIER_DEMO)
     cpp = tmp_path / "launch.cpp"
-    cpp.write_text(_emu.launcher_source(str(src), K.parse_signatures(EG.BARRIER_DEMO), 0))
+    cpp.write_text(_emu.launcher_source(str(src), loader.parse_signatures(EG.BARRIER_DEMO), 0))
     proc = subprocess.run([_emu.CXX, *_emu.FLAGS, "-o", str(tmp_path / "x.so"), str(cpp)], capture_output=True, text=True)
     assert proc.returncode != 0 and "__syncthreads" in proc.stderr
 
@@ -491,7 +491,7 @@ def _tsan_run(tmp_path, source_text, tag):
 def test_gemm_is_race_free_under_thread_sanitizer(tmp_path):
     """Every kernel of gemm.cu on concurrent OS threads under ThreadSanitizer (tiles, chunks and
     grid-stride loops that reuse shared memory): no data race, and the naive loop's bits."""
-    proc = _tsan_run(tmp_path, K.kernel_source("gemm.cu"), "clean")
+    proc = _tsan_run(tmp_path, loader.kernel_source("gemm.cu"), "clean")
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     assert "ThreadSanitizer" not in proc.stderr
     assert re.search(r"tsan gemm: (\d+) checks, 0 failures", proc.stdout)
@@ -500,7 +500,7 @@ def test_gemm_is_race_free_under_thread_sanitizer(tmp_path):
 
 def test_thread_sanitizer_catches_each_missing_barrier(tmp_path):
     """The race check can fail: gemm.cu with any one of its __syncthreads() removed is reported."""
-    src = K.kernel_source("gemm.cu")
+    src = loader.kernel_source("gemm.cu")
     sites = _barrier_sites(src)
     assert len(sites) == 4  # load -> compute and compute -> next load, in both tiled kernels
     for n, at in enumerate(sites):

@@ -70,26 +70,48 @@ def _module():
     return mod
 
 
-def test_graph_timings_report_their_replays_or_the_capture_failure(cuda_emu):
-    """The --cuda-graph timing rows on the CuPy double: replays when capture works; when it does not
-    (the double refusing what CUDA refuses during capture), the failure -- and the targets say so."""
+def test_graph_timings_replay_on_the_cupy_double(cuda_emu):
+    """The GPU timing rows on the CuPy double: eager with cuBLAS, eager with our GEMM kernels, and the
+    --cuda-graph step, which must capture and replay -- what it reports is what the double launched."""
     gc = _module()
-    n0 = len(fakecupy._Stream.captures)
+    n0 = len(fakecupy.world().graphs)
     rows = gc.epoch_timings("cuda", [4], 2, cuda_graph=True)
-    launched = sum(c.launches for c in fakecupy._Stream.captures[n0:])
-    assert {r["framework"] for r in rows} == {"xcnn", "xcnn --cuda-graph"} and all(r["epoch_s"] > 0 for r in rows)
+    launched = sum(c.fake_launches for c in fakecupy.world().graphs[n0:])
+    assert {r["framework"] for r in rows} == {"xcnn", gc.KERNELS, "xcnn --cuda-graph"}
+    assert all(r["epoch_s"] > 0 for r in rows)
     assert {(r["model"], r["batch"]) for r in rows} == {("seed-cnn", 4), ("mlp2", 4)}
     graph = [r for r in rows if r["framework"] == "xcnn --cuda-graph"]
-    assert len(graph) == 2
-    assert sum(r["graph_replays"] for r in graph) == launched  # what it reports is what ran
-    for r in graph:
-        if r["graph_failed"] is None:
-            assert r["graph_replays"] >= 3
-        else:
-            assert r["graph_replays"] == 0 and r["graph_failed"]
-    text = "\n".join(gc.gpu_targets(rows))
-    failed = [r for r in graph if r["graph_failed"]]
-    assert ("--cuda-graph capture FAILED" in text) == bool(failed)
+    assert len(graph) == 2 and all(r["graph_failed"] is None and r["graph_replays"] >= 3 for r in graph)
+    assert sum(r["graph_replays"] for r in graph) == launched
+    assert "FAILED" not in "\n".join(gc.gpu_targets(rows))
+
+
+def test_a_refused_capture_is_reported_and_fails_the_verdict(cuda_emu):
+    gc = _module()
+    fakecupy.world().capture_unsupported = True
+    rows = gc.epoch_timings("cuda", [4], 1, cuda_graph=True)
+    graph = [r for r in rows if r["framework"] == "xcnn --cuda-graph"]
+    assert all(r["graph_replays"] == 0 and "StreamCaptureUnsupported" in r["graph_failed"] for r in graph)
+    assert "--cuda-graph capture FAILED for seed-cnn @ 4" in "\n".join(gc.gpu_targets(rows))
+    report = {"dry_run": False, "pytest": {"rc": 0}, "epochs": rows}
+    bad = gc.verdict(report)
+    assert len(bad) == 2 and all("did not replay" in b for b in bad)
+    assert gc.verdict(dict(report, dry_run=True)) == []  # a dry run judges nothing
+
+
+def test_verdict_names_each_failure():
+    gc = _module()
+    ok_run = {"cuda_graph": True, "batch": 50, "graph_failed": None, "graph_replays": 10, "same_weights_as_eager": True}
+    report = {"dry_run": False, "pytest": {"rc": 0}, "epochs": [], "training": [ok_run],
+              "probe": {"ftz": {"float32_flushed": True}, "gemm_kernels_in_a_graph": {"replay_equals_eager_bits": True}}}
+    assert gc.verdict(report) == []
+    report["pytest"] = {"rc": 1}
+    report["training"] = [dict(ok_run, same_weights_as_eager=False)]
+    report["probe"]["ftz"] = {"error": "CUDARuntimeError: boom"}
+    report["probe"]["gemm_kernels_in_a_graph"]["replay_equals_eager_bits"] = False
+    assert gc.verdict(report) == ["test suite: rc 1", "probe ftz: CUDARuntimeError: boom",
+                                  "probe: a replayed GEMM graph differs from the eager launches",
+                                  "--cuda-graph training @ 50 ended on other weights than the eager run"]
 
 
 def test_gpu_targets_judge_the_better_of_eager_and_graph_steps():
@@ -143,9 +165,9 @@ def test_training_runs_through_the_trainer_and_report(tmp_path, synthetic_mnist)
     assert "| cpu | 50 | no |" in md and "| cpu | 100 | no |" in md and "| - |" in md
 
 
-def test_graph_training_runs_report_replays_or_capture_failure(tmp_path, cuda_emu, synthetic_mnist):
-    """Eager and --cuda-graph runs through the trainer on the CuPy double: the same weights bit for bit,
-    and the report says whether the graph replayed (and how often) or capture failed."""
+def test_graph_training_runs_replay_and_match_the_eager_weights(tmp_path, cuda_emu, synthetic_mnist):
+    """Eager (our GEMM kernels) and --cuda-graph runs through the trainer on the CuPy double: the graph
+    replays every step after the warm-up, the weights are the same bit for bit, the report says so."""
     gc = _module()
     rows = gc.training_runs("cuda", tmp_path, batches=(50,), epochs=2)
     assert [(r["batch"], r["cuda_graph"]) for r in rows] == [(50, False), (50, True)]
@@ -154,14 +176,10 @@ def test_graph_training_runs_report_replays_or_capture_failure(tmp_path, cuda_em
     assert graph["same_weights_as_eager"] is True and "graph_replays" not in eager
     metrics = json.loads((tmp_path / "cuda-b50-graph" / "metrics.json").read_text())["cuda_graph"]
     assert (graph["graph_replays"], graph["graph_failed"]) == (metrics["replays"], metrics["capture_failed"])
+    assert graph["graph_failed"] is None and graph["graph_replays"] == 2 * 6 - 2  # 12 steps, 2 of them warm-up
     md = _report(tmp_path, gc, rows)
     assert "| cuda | 50 | no |" in md and "| yes |" in md
-    if graph["graph_failed"] is None:
-        assert graph["graph_replays"] == 2 * 6 - 2  # 12 steps of 50 in two epochs of 300, 2 of them warm-up
-        assert f"| cuda | 50 | yes, {graph['graph_replays']} replays |" in md
-    else:
-        assert graph["graph_replays"] == 0
-        assert f"| cuda | 50 | capture FAILED ({graph['graph_failed']}): eager steps |" in md
+    assert f"| cuda | 50 | yes, {graph['graph_replays']} replays |" in md
 
 
 def test_report_of_a_graph_run_whose_capture_failed(tmp_path):
@@ -180,3 +198,16 @@ def test_missing_mnist_is_named_without_fetching(tmp_path):
     reason = _module()._mnist_missing(tmp_path)
     assert reason.startswith("DataError") and "mnist not found" in reason
     assert not (tmp_path / "mnist").exists()  # nothing downloaded or written
+
+
+def test_report_run_replays_and_is_judged(tmp_path, cuda_emu, synthetic_mnist):
+    """The report's run (here 2 epochs of the synthetic problem): the report's settings with --cuda-graph,
+    its replays and training seconds read back from the trainer, the 10 s target judged."""
+    gc = _module()
+    r = gc.report_run("cuda", tmp_path, epochs=2)
+    assert r["status"] == "completed" and r["epochs"] == 2 and r["graph_failed"] is None
+    assert r["graph_replays"] == 2 * 6 - 2 and r["train_seconds"] > 0 and r["met"] == (r["train_seconds"] < 10)
+    report = {"dry_run": False, "pytest": {"rc": 0}, "epochs": [], "report_run": r}
+    assert gc.verdict(report) == []
+    assert gc.verdict(dict(report, report_run=dict(r, graph_replays=0, graph_failed="boom"))) == [
+        "the report's 30-epoch --cuda-graph run did not replay (boom)"]

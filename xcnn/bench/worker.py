@@ -71,8 +71,9 @@ def worker(spec: dict) -> dict:
 
 def _row_line(r) -> str:
     s = f"{r['model']:>8} batch {r['batch']:>5}: xcnn {r['xcnn']['epoch_s_median']:7.2f} s/epoch"
-    if "xcnn-graph" in r:
-        s += f", xcnn+graph {r['xcnn-graph']['epoch_s_median']:7.2f} s/epoch"
+    for key, label in (("xcnn-kernels", "xcnn+kernels"), ("xcnn-graph", "xcnn+graph")):
+        if key in r:
+            s += f", {label} {r[key]['epoch_s_median']:7.2f} s/epoch"
     if "torch" in r:
         s += f", torch {r['torch']['epoch_s_median']:7.2f} s/epoch, ratio {r['ratio_median']:.2f}"
     return s

@@ -160,7 +160,7 @@ _KERNELS: dict = {}
 def _cupy():
     cp = cupy_or_none()
     if cp is None:
-        raise RuntimeError("xcnn.cuda needs CuPy (pip install xcnn[cuda12] or xcnn[cuda13])")
+        raise RuntimeError("xcnn.cuda needs CuPy: pip install 'xcnn[cuda13]' (driver >= 580, sm_75+) or 'xcnn[cuda12]'")
     return cp
 
 
