@@ -9,7 +9,7 @@ import contextlib
 import sys
 
 __all__ = ["XcnnError", "ConfigError", "DataError", "CheckpointError", "DeviceError", "ShapeError",
-           "exit_on_error", "EXIT_USAGE"]
+           "exit_on_error", "run_app", "EXIT_USAGE"]
 
 
 class XcnnError(Exception):
@@ -47,6 +47,10 @@ def exit_on_error(*also: type):
         yield
     except (XcnnError, *also) as exc:
         _fail(str(exc))
+    except OSError as exc:  # the file system said no: a read-only folder, a full disk, a vanished file
+        where = f" {exc.filename}" if exc.filename else ""
+        _fail(f"cannot use{where}: {exc.strerror or exc} — check that the path exists and that you may write there "
+              "(or pass another folder)")
     except Exception as exc:  # MemoryError, or CuPy's OutOfMemoryError
         if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
             where = "GPU" if "OutOfMemory" in type(exc).__name__ else "host"
@@ -57,3 +61,22 @@ def exit_on_error(*also: type):
 def _fail(message: str):
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_USAGE)
+
+
+def run_app(app, prog_name: str, args=None):
+    """Run a typer command line so that a refused flag or argument (a typo in a choice, a value out of
+    range, a missing argument) is one line too: ``error: <the parser's message> — see PROG --help``, exit 2."""
+    import typer  # noqa: PLC0415  (the library itself never needs it)
+
+    try:
+        code = app(args=args, prog_name=prog_name, standalone_mode=False)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except Exception as exc:
+        # click's UsageError and its subclasses (typer >= 0.2x carries its own copy of click, so match by name)
+        if any(c.__name__ == "UsageError" for c in type(exc).__mro__):
+            _fail(f"{exc.format_message().replace('Value error, ', '')} — see {prog_name} --help")
+        raise
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -13,7 +13,29 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npz", "load_npz"]
+__all__ = ["check_output_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npz", "load_npz"]
+
+
+def check_output_dir(path, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that cannot be one: an existing file, a path under a
+    file, or a folder (or its nearest existing parent, where it would be created) that is not writable.
+    Returns the path; nothing is created."""
+    from .errors import ConfigError  # noqa: PLC0415
+
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder — pass a folder (it is created if missing)")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise ConfigError(f"{flag} {path}: {probe} is a file, so no folder can be made under it — pass another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        what = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
+        raise ConfigError(f"{flag} {path} {what} — pass a folder you can write to")
+    return path
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

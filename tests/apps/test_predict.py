@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from xcnn.apps.predict import ImageError, predict_images, read_image, to_mnist
+from xcnn.apps.predict import ImageError, predict_images, read_images, to_mnist
 from xcnn.apps.predict import app as pred_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +48,8 @@ def test_an_mnist_digit_passes_through_unchanged(tmp_path, mnist):
     img = mnist.test_images[0]
     assert img.min() == 0 and img.max() == 255
     np.save(tmp_path / "d.npy", img)
-    assert np.array_equal(to_mnist(read_image(tmp_path / "d.npy")), img)
+    [(name, got)] = read_images(tmp_path / "d.npy")
+    assert name == str(tmp_path / "d.npy") and np.array_equal(to_mnist(got), img)
 
 
 def test_a_light_background_is_inverted_and_a_digit_is_centred_in_28x28():
@@ -69,12 +70,12 @@ def test_rgba_images_are_composited_on_white(tmp_path):
     rgba[..., 3] = 0.0  # fully transparent: white
     rgba[10:18, 10:18] = (1.0, 0.0, 0.0, 1.0)  # an opaque red square
     mpimg.imsave(tmp_path / "c.png", rgba)
-    img = read_image(tmp_path / "c.png")
+    [(_, img)] = read_images(tmp_path / "c.png")
     assert img.shape == (28, 28)
     np.testing.assert_allclose(img[0, 0], 1.0, atol=1e-6)
     np.testing.assert_allclose(img[12, 12], 0.299, atol=2e-3)  # luminance of pure red
     with pytest.raises(ImageError, match="no such file"):
-        read_image(tmp_path / "none.png")
+        read_images(tmp_path / "none.png")
 
 
 def test_python_m_xcnn_predict_runs_the_app(tmp_path):
@@ -83,3 +84,31 @@ def test_python_m_xcnn_predict_runs_the_app(tmp_path):
                        env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.startswith("error: checkpoint") and "does not exist" in p.stderr
+
+
+def test_an_npy_stack_is_one_image_each(tmp_path, trained_checkpoint, mnist):
+    """(10, 28, 28) and (10, 1, 28, 28) stacks: ten answers, named file.npy[i], equal to one file each."""
+    stack = mnist.test_images[:10]
+    np.save(tmp_path / "s.npy", stack)
+    np.save(tmp_path / "s4.npy", stack[:, None])
+    rows = predict_images(trained_checkpoint, [tmp_path / "s.npy", tmp_path / "s4.npy"], device="cpu")
+    assert [r[0] for r in rows[:10]] == [f"{tmp_path / 's.npy'}[{i}]" for i in range(10)]
+    assert [r[1] for r in rows[:10]] == [r[1] for r in rows[10:]]
+    for i in (0, 7):
+        np.save(tmp_path / f"one{i}.npy", stack[i])
+        assert predict_images(trained_checkpoint, [tmp_path / f"one{i}.npy"], device="cpu")[0][1] == rows[i][1]
+
+
+def test_blank_images_are_warned_about_and_bad_pixels_refused(tmp_path, trained_checkpoint):
+    np.save(tmp_path / "blank.npy", np.zeros((28, 28)))
+    heard = []
+    rows = predict_images(trained_checkpoint, [tmp_path / "blank.npy"], device="cpu", warn=heard.append)
+    assert len(rows) == 1 and heard == [f"{tmp_path / 'blank.npy'} is blank (every pixel is 0); its prediction "
+                                        "means nothing"]
+    nan = np.full((2, 28, 28), np.nan)
+    np.save(tmp_path / "nan.npy", nan)
+    with pytest.raises(ImageError, match=r"nan.npy\[0\]: 784 pixel\(s\) are NaN or infinite"):
+        read_images(tmp_path / "nan.npy")
+    mpimg.imsave(tmp_path / "dot.png", np.zeros((1, 1)), cmap="gray")
+    with pytest.raises(ImageError, match="the image is 1x1 pixels — a digit needs at least 8x8"):
+        read_images(tmp_path / "dot.png")

@@ -69,6 +69,7 @@ def test_bad_options_exit_2_before_measuring(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as e:
         main(args + ["--out", str(tmp_path / "out")])
     assert e.value.code == 2
-    err = " ".join(capsys.readouterr().err.replace("│", " ").split())
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()

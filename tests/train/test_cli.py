@@ -10,38 +10,46 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers import synthetic, weights
-from typer.testing import CliRunner
 
-from xcnn.train.cli import app
+from xcnn.train.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 
 
-def test_bad_values_are_refused_in_one_line():
-    runner = CliRunner()
-    r = runner.invoke(app, ["--epochs", "-1", "--device", "cpu"])
-    assert r.exit_code == 2 and "--epochs must be >= 0" in r.output and "Traceback" not in r.output
-    r = runner.invoke(app, ["--model", "resnet"])
-    assert r.exit_code == 2 and "unknown model 'resnet'" in r.output
-    r = runner.invoke(app, ["--device", "tpu"])
-    assert r.exit_code == 2 and "unknown device 'tpu'" in r.output
-    r = runner.invoke(app, ["--save-epochs", "a,b"])
-    assert r.exit_code == 2
+def _main(argv, capsys):
+    """Run ``python -m xcnn.train ARGV`` in this process: (exit status, stdout, stderr)."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
-def test_cuda_graph_limits_are_explained():
-    r = CliRunner().invoke(app, ["--device", "cpu", "--cuda-graph", "--optimizer", "adam"])
-    assert r.exit_code == 2 and "--cuda-graph supports --optimizer sgd only" in r.output
-    assert "Traceback" not in r.output
+def test_bad_values_are_refused_in_one_line(capsys):
+    for argv, said in ((["--epochs", "-1"], "Invalid value for '--epochs'"),
+                       (["--model", "resnet"], "'resnet' is not one of 'seed-cnn', 'mlp2', 'mlp1', 'lenet5'"),
+                       (["--device", "tpu"], "unknown device 'tpu'"),
+                       (["--save-epochs", "a,b"], "expected comma-separated epoch numbers"),
+                       (["--momentum", "nan"], "--momentum must be a finite number >= 0, got nan")):
+        code, out, err = _main(argv + ["--device", "cpu"] if "--device" not in argv else argv, capsys)
+        assert code == 2 and said in err and err.startswith("error: "), (argv, err)
+        assert err.count("\n") == 1 and "Traceback" not in err + out, err
 
 
-def test_cuda_graph_on_the_cpu_is_refused(tmp_path, monkeypatch):
+def test_cuda_graph_limits_are_explained(capsys):
+    code, out, err = _main(["--device", "cpu", "--cuda-graph", "--optimizer", "adam"], capsys)
+    assert code == 2 and "--cuda-graph supports --optimizer sgd only" in err and err.count("\n") == 1
+
+
+def test_cuda_graph_on_the_cpu_is_refused(tmp_path, monkeypatch, capsys):
     from xcnn.train import loop  # noqa: PLC0415
 
     monkeypatch.setattr(loop, "_load_data", lambda c: synthetic(100, 20))
-    r = CliRunner().invoke(app, ["--device", "cpu", "--cuda-graph", "--epochs", "1", "--out", str(tmp_path / "r")])
-    assert r.exit_code == 2 and "CUDA graphs need a CUDA device" in r.output and "Traceback" not in r.output
+    code, out, err = _main(["--device", "cpu", "--cuda-graph", "--epochs", "1", "--out", str(tmp_path / "r")], capsys)
+    assert code == 2 and "CUDA graphs need a CUDA device" in err and "Traceback" not in err
 
 
 @pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason=f"no MNIST copy at {SHARED / 'mnist'}")
@@ -65,9 +73,11 @@ def test_ctrl_c_exits_130_and_resume_matches_uninterrupted(tmp_path):
     text = "".join(lines)
     assert rc == 130, text
     assert "Resume with: python -m xcnn.train" in text and "--resume" in text
-    res = subprocess.run(args + ["--out", str(tmp_path / "int"), "--resume"], env=env, capture_output=True,
-                         text=True, timeout=300)
+    assert "Resume with: python -m xcnn.train --out " in text  # the saved settings come back by themselves
+    resume = [sys.executable, "-m", "xcnn.train", "--out", str(tmp_path / "int"), "--resume", "--data-dir", str(SHARED)]
+    res = subprocess.run(resume, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "epoch   2/3" in res.stdout and "/30" not in res.stdout, res.stdout  # its own --epochs 3, not the default
     a, b = weights(tmp_path / "ref" / "checkpoint.npz"), weights(tmp_path / "int" / "checkpoint.npz")
     for k in a:
         assert np.array_equal(a[k], b[k]), k

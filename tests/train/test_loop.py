@@ -104,9 +104,13 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, mon
 
 
 def test_bad_settings_are_refused(tmp_path):
-    for kw, msg in [(dict(epochs=-1), "--epochs must be >= 0"), (dict(batch_size=0), "--batch-size"),
-                    (dict(lr=0.0), "--lr must be a positive"), (dict(optimizer="rmsprop"), "--optimizer"),
-                    (dict(lr_schedule="linear"), "--lr-schedule must be one of")]:
+    for kw, msg in [(dict(epochs=-1), "--epochs must be a whole number >= 1"), (dict(epochs=0), "train nothing"),
+                    (dict(batch_size=0), "--batch-size"), (dict(lr=0.0), "--lr must be a finite number > 0"),
+                    (dict(lr=float("nan")), "--lr must be"), (dict(momentum=float("inf")), "--momentum must be"),
+                    (dict(weight_decay=-1e-3), "--weight-decay must be"), (dict(train_limit=0), "--train-limit"),
+                    (dict(train_limit=-10), "--train-limit must be >= 1"), (dict(test_limit=0), "--test-limit"),
+                    (dict(seed=-1), "--seed"), (dict(save_epochs=[-1]), "--save-epochs"),
+                    (dict(optimizer="rmsprop"), "--optimizer"), (dict(lr_schedule="linear"), "--lr-schedule must be")]:
         with pytest.raises(ConfigError, match=msg):
             fit(run_config(tmp_path, **kw), arrays=synthetic(), log=quiet)
     with pytest.raises(ConfigError, match="no checkpoint"):

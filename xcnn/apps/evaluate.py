@@ -8,6 +8,7 @@ import numpy as np
 import typer
 
 from ..backend import to_host
+from ..data.cli import DATA_DIR_HELP
 from ..viz.confusion import confusion_matrix, plot_confusion
 
 app = typer.Typer(add_completion=False, help=__doc__, pretty_exceptions_enable=False)
@@ -42,26 +43,28 @@ def evaluate_checkpoint(checkpoint, *, dataset: str | None = None, data_dir=None
 def main(
     checkpoint: Path = typer.Argument(..., help="a checkpoint written by python -m xcnn.train (.npz)"),
     dataset: Optional[str] = typer.Option(None, help="dataset (default: the one the run trained on)"),
-    data_dir: Optional[str] = typer.Option(None, help="dataset directory"),
+    data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto"),
     out: Optional[Path] = typer.Option(None, help="where to write confusion.png and evaluation.json "
                                                   "(default: beside the checkpoint)"),
 ):
     """Evaluate CHECKPOINT on the test set."""
     from ..errors import exit_on_error
-    from ..io import atomic_write_json
+    from ..io import atomic_write_json, check_output_dir
 
-    with exit_on_error(ValueError):
+    with exit_on_error():
+        folder = check_output_dir(out or checkpoint.parent, "--out")  # before the work, not after it
         result = evaluate_checkpoint(checkpoint, dataset=dataset, data_dir=data_dir, device=device)
-    out = out or checkpoint.parent
-    png = plot_confusion(result, out / "confusion.png")
-    atomic_write_json(out / "evaluation.json", result)
-    typer.echo(f"{result['model']} on {result['dataset']}: test accuracy {result['accuracy']:.2%} "
-               f"({result['n']} images)")
-    for c, a in zip(result["classes"], result["per_class"]):
-        typer.echo(f"  {c:>12}: {a:.2%}")
+        typer.echo(f"{result['model']} on {result['dataset']}: test accuracy {result['accuracy']:.2%} "
+                   f"({result['n']} images)")
+        for c, a in zip(result["classes"], result["per_class"]):
+            typer.echo(f"  {c:>12}: {a:.2%}")
+        png = plot_confusion(result, folder / "confusion.png")
+        atomic_write_json(folder / "evaluation.json", result)
     typer.echo(f"confusion matrix: {png}")
 
 
-def run():
-    app(prog_name="python -m xcnn.evaluate")
+def run(args=None):
+    from ..errors import run_app  # noqa: PLC0415
+
+    run_app(app, "python -m xcnn.evaluate", args)

@@ -1,4 +1,5 @@
-"""``python -m xcnn.predict CHECKPOINT IMAGE...``: classify digit images (PNG or NPY, any size).
+"""``python -m xcnn.predict CHECKPOINT IMAGE...``: classify digit images (PNG or NPY, 8x8 pixels or more;
+an NPY file may hold a stack of images).
 
 Images are made to look like MNIST: grayscale, light-on-dark (inverted when the background
 is light), and, unless already 28x28, cropped to the digit, scaled to fit 20x20 and centred
@@ -20,34 +21,72 @@ class ImageError(DataError):
     """An image that cannot be read or turned into a digit."""
 
 
-def read_image(path) -> np.ndarray:
-    """A 2-D float array in [0, 1] from a PNG (via matplotlib) or an NPY file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
-    try:
-        if path.suffix.lower() == ".npy":
-            img = np.load(path, allow_pickle=False).astype(np.float64)
-            if img.max() > 1.0:
-                img = img / 255.0
-        else:
-            import matplotlib.image as mpimg
+MIN_SIDE = 8  # pixels: below this there is no digit to see
 
-            img = np.asarray(mpimg.imread(path), dtype=np.float64)
-            if img.max() > 1.0:
-                img = img / 255.0
-    except Exception as exc:
-        raise ImageError(f"{path}: not a readable PNG or NPY image ({type(exc).__name__}: {exc})") from None
-    img = np.squeeze(img)
-    if img.ndim == 3:  # RGB(A): luminance, alpha composited on white
+
+def _gray(img: np.ndarray) -> np.ndarray:
+    """(H, W) as is; (H, W, 2|3|4) gray+alpha or RGB(A) as luminance, alpha composited on white."""
+    if img.ndim == 3 and img.shape[-1] == 2:
+        a = img[..., 1]
+        return img[..., 0] * a + (1 - a)
+    if img.ndim == 3:
         rgb = img[..., :3] @ np.array([0.299, 0.587, 0.114])
         if img.shape[-1] == 4:
             a = img[..., 3]
             rgb = rgb * a + (1 - a)
         img = rgb
-    if img.ndim != 2 or min(img.shape) < 1:
-        raise ImageError(f"{path}: expected a 2-D grayscale or RGB image, got shape {img.shape}")
     return img
+
+
+def read_images(path) -> list[tuple[str, np.ndarray]]:
+    """``[(name, 2-D float image in [0, 1])]`` from a PNG (via matplotlib) or an NPY file.
+
+    A PNG is one image. An NPY may hold one image -- (H, W), or (H, W, 3|4) for RGB(A) -- or a stack:
+    (N, H, W) or (N, 1, H, W), named ``file.npy[i]``. Pixels may be 0..255 or 0..1. Refused, with the
+    reason: unreadable files, other shapes, images under 8x8 pixels, NaN or infinite pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file — pass PNG or NPY images")
+    npy = path.suffix.lower() == ".npy"
+    try:
+        if npy:
+            raw = np.load(path, allow_pickle=False)
+        else:
+            import matplotlib.image as mpimg
+
+            raw = mpimg.imread(path)
+        arr = np.asarray(raw, dtype=np.float64)
+    except Exception as exc:
+        raise ImageError(f"{path}: not a readable PNG or NPY image ({type(exc).__name__}: {exc})") from None
+    if npy and arr.ndim == 4 and arr.shape[1] == 1:
+        arr = arr[:, 0]  # (N, 1, H, W): a stack, as a network takes it
+    if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (2, 3, 4) and (not npy or arr.shape[0] >= MIN_SIDE)):
+        stack = [(str(path), arr)]  # one image: gray, or gray+alpha / RGB / RGBA in the last axis
+    elif npy and arr.ndim == 3:
+        stack = [(f"{path}[{i}]", a) for i, a in enumerate(arr)]  # (N, H, W)
+        if not stack:
+            raise ImageError(f"{path}: the stack holds no images (shape {arr.shape}) — pass a file with at least one")
+    else:
+        raise ImageError(f"{path}: expected an image of shape (H, W) or (H, W, 3|4), or an NPY stack (N, H, W) or "
+                         f"(N, 1, H, W); got shape {arr.shape}")
+    for name, img in stack:
+        bad = int(img.size - np.isfinite(img).sum())
+        if bad:
+            raise ImageError(f"{name}: {bad} pixel(s) are NaN or infinite — fix the image (pixels 0..255 or 0..1)")
+    scale = 255.0 if arr.size and arr.max() > 1.0 else 1.0  # one scale for a whole file
+    out = []
+    for name, img in stack:
+        img = _gray(img / scale)
+        if min(img.shape) < MIN_SIDE:
+            raise ImageError(f"{name}: the image is {img.shape[0]}x{img.shape[1]} pixels — a digit needs at least "
+                             f"{MIN_SIDE}x{MIN_SIDE}")
+        out.append((name, img))
+    return out
+
+
+def is_blank(img: np.ndarray) -> bool:
+    """Every pixel the same: there is no digit, whatever the network answers."""
+    return bool(img.max() - img.min() < 1e-6)
 
 
 def resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -96,8 +135,9 @@ def to_mnist(img: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
 
 
-def predict_images(checkpoint, images, device="cpu"):
-    """``[(path, class index, probabilities)]`` for image files."""
+def predict_images(checkpoint, images, device="cpu", warn=None):
+    """``[(name, class index, probabilities)]`` for image files (an NPY stack gives one row per image).
+    ``warn(message)`` hears about blank images (their prediction means nothing)."""
     from .. import data
     from ..backend import get_device, to_host
     from ..nn.models import load_model
@@ -105,9 +145,13 @@ def predict_images(checkpoint, images, device="cpu"):
 
     dev = get_device(device, quiet=True)
     net, _ = load_model(checkpoint, device=dev)
-    batch = np.stack([to_mnist(read_image(p)) for p in images])
+    named = [item for p in images for item in read_images(p)]
+    for name, img in named:
+        if is_blank(img) and warn is not None:
+            warn(f"{name} is blank (every pixel is {img.flat[0]:.3g}); its prediction means nothing")
+    batch = np.stack([to_mnist(img) for _, img in named])
     probs = to_host(softmax(net.predict(dev.asarray(data.normalize(batch, net.dtype)))))
-    return [(str(p), int(pr.argmax()), pr) for p, pr in zip(images, probs)]
+    return [(name, int(pr.argmax()), pr) for (name, _), pr in zip(named, probs)]
 
 
 @app.command()
@@ -119,12 +163,15 @@ def main(
     """Print the predicted class and the class probabilities of each image."""
     from ..errors import exit_on_error
 
-    with exit_on_error(ValueError):
-        results = predict_images(checkpoint, images, device)
+    with exit_on_error():
+        results = predict_images(checkpoint, images, device,
+                                 warn=lambda m: typer.echo(f"warning: {m}", err=True))
     for path, k, pr in results:
         top = "  ".join(f"{i}:{p:.3f}" for i, p in enumerate(pr))
         typer.echo(f"{path}: {k}  (p={pr[k]:.3f})  [{top}]")
 
 
-def run():
-    app(prog_name="python -m xcnn.predict")
+def run(args=None):
+    from ..errors import run_app  # noqa: PLC0415
+
+    run_app(app, "python -m xcnn.predict", args)

@@ -18,6 +18,8 @@ from typing import Optional
 
 import typer
 
+from ..data.cli import DATA_DIR_HELP
+
 from .report_md import (CNN, FULL_SNAPSHOTS, NETWORKS, QUICK, QUICK_SNAPSHOTS, TARGET, ReportError, copy_curves,
                         map_figures, table_csv, table_markdown, table_rows, write_report_md)
 
@@ -149,10 +151,10 @@ def main(
     runs: Path = typer.Option(Path("runs/report"), help="directory holding the report's training runs (<runs>/<model>); kept apart from python -m xcnn.train's default runs/<model>"),
     epochs_cnn: Optional[int] = typer.Option(None, help="epochs for the CNN (default 30; 3 with --quick)"),
     epochs_mlp: Optional[int] = typer.Option(None, help="epochs for the MLPs (default 40; 3 with --quick)"),
-    quick: bool = typer.Option(False, "--quick", help="short runs on a subset (runs named <model>-quick); for CI"),
-    reuse: bool = typer.Option(False, "--reuse", help="use finished runs with matching settings; resume "
+    quick: bool = typer.Option(False, "--quick/--no-quick", help="short runs on a subset (runs named <model>-quick); for CI"),
+    reuse: bool = typer.Option(False, "--reuse/--no-reuse", help="use finished runs with matching settings; resume "
                                                        "unfinished ones"),
-    data_dir: Optional[str] = typer.Option(None, help="dataset directory"),
+    data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP),
 ):
     """Make the report: table 3, training curves, feature maps, kernels and report.md."""
     from ..errors import exit_on_error  # noqa: PLC0415
@@ -166,11 +168,17 @@ def main(
     parts += ["--reuse"] if reuse else []
     parts += [f"--data-dir {shlex.quote(data_dir)}"] if data_dir else []
     command = " ".join(parts)
+    from ..io import check_output_dir  # noqa: PLC0415
+
     with exit_on_error(ValueError):
+        check_output_dir(out, "--out")
+        check_output_dir(runs, "--runs")
         make_report(device=device, out=out, runs=runs, epochs_cnn=epochs_cnn, epochs_mlp=epochs_mlp, quick=quick,
                     reuse=reuse, data_dir=data_dir, command=command,
                     log=lambda msg: typer.echo(msg, err=True))
 
 
-def run():
-    app(prog_name="python -m xcnn.report")
+def run(args=None):
+    from ..errors import run_app  # noqa: PLC0415
+
+    run_app(app, "python -m xcnn.report", args)

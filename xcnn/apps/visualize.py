@@ -12,6 +12,8 @@ from typing import List, Optional
 import numpy as np
 import typer
 
+from ..data.cli import DATA_DIR_HELP
+
 from ..errors import ConfigError
 
 app = typer.Typer(add_completion=False, help=__doc__, pretty_exceptions_enable=False)
@@ -81,16 +83,21 @@ def main(
     index: List[int] = typer.Option([0], "--index", help="test-set index of an image (repeat for several)"),
     out: Path = typer.Option(Path("feature_maps"), help="directory for the PNGs (and .npz arrays)"),
     dataset: Optional[str] = typer.Option(None, help="dataset (default: the one the run trained on)"),
-    data_dir: Optional[str] = typer.Option(None, help="dataset directory"),
+    data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP),
 ):
     """Draw the feature maps of LAYER(s) of CHECKPOINT for the chosen test images."""
     from ..errors import exit_on_error  # noqa: PLC0415
 
+    from ..io import check_output_dir  # noqa: PLC0415
+
     with exit_on_error(ValueError):
+        check_output_dir(out, "--out")
         pngs = visualize(checkpoint, list(layer), list(index), out, dataset=dataset, data_dir=data_dir)
     for p in pngs:
         typer.echo(str(p))
 
 
-def run():
-    app(prog_name="python -m xcnn.visualize")
+def run(args=None):
+    from ..errors import run_app  # noqa: PLC0415
+
+    run_app(app, "python -m xcnn.visualize", args)

@@ -48,12 +48,13 @@ def main(argv=None):
     @app.command()
     def bench(device: str = typer.Option("cpu", help="cpu or cuda"),
               threads: int = typer.Option(2, help="threads for OpenBLAS and PyTorch"),
-              quick: bool = typer.Option(False, help="a tiny run (for tests): few images, 2 repeats"),
+              quick: bool = typer.Option(False, "--quick/--no-quick",
+                                         help="a tiny run (for tests): few images, 2 repeats"),
               out: Path = typer.Option(Path("benchmarks"), help="folder for bench-<device>.json/.md"),
               models: str = typer.Option(",".join(MODELS), help="comma-separated presets"),
               batches: str = typer.Option(",".join(map(str, BATCHES)), help="comma-separated batch sizes"),
-              profile: bool = typer.Option(False, "--profile", help="also print xcnn's per-op time breakdown"),
-              malloc_variant: bool = typer.Option(False, "--malloc-variant",
+              profile: bool = typer.Option(False, "--profile/--no-profile", help="also print xcnn's per-op time breakdown"),
+              malloc_variant: bool = typer.Option(False, "--malloc-variant/--no-malloc-variant",
                                                   help="measure once more with raised glibc malloc thresholds"),
               memory: bool = typer.Option(True, help="measure peak RSS of a seed-cnn epoch at batch 1024"),
               torch: bool = typer.Option(True, help="compare with PyTorch when it imports"),
@@ -86,5 +87,8 @@ def main(argv=None):
                             cuda_graph=cuda_graph and device.startswith("cuda"))
         print(f"wrote {out / f'bench-{device}.json'} and .md in {res['seconds']:.0f} s")
 
-    app(argv, standalone_mode=True)
+    from ..errors import exit_on_error, run_app  # noqa: PLC0415
+
+    with exit_on_error():
+        run_app(app, "python -m xcnn.bench", argv)
     return 0

@@ -1,53 +1,48 @@
 """``python -m xcnn.data fetch|info``: fetch and inspect the MNIST-family datasets."""
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import exit_on_error
 from .datasets import load
 from .fetch import fetch
 from .specs import DATASETS
-from .store import dataset_dir
+from .store import locate
+
+#: the dataset names as a choice: ``--help`` lists them and the parser refuses a typo
+DatasetName = Enum("DatasetName", {n.replace("-", "_"): n for n in DATASETS}, type=str)
+
+DATA_DIR_HELP = ("folder that holds <dataset>/ (e.g. mnist/), or the four IDX files themselves "
+                 "(default: $XCNN_DATA, else ~/.cache/xcnn)")
+
 
 def _cli():
     import typer
 
-    app = typer.Typer(add_completion=False, no_args_is_help=True,
+    app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                       help="Fetch and inspect the MNIST-family datasets.")
 
-    def fail(e: Exception, code: int = 1):
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code)
-
-    def check_name(name: str) -> None:
-        if name not in DATASETS:
-            fail(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}", 2)
-
     @app.command("fetch")
-    def fetch_cmd(name: str = typer.Argument(..., help="mnist or fashion-mnist"),
-                  data_dir: Path = typer.Option(None, "--data-dir", help="root holding <dataset>/"),
-                  source: Path = typer.Option(None, "--source",
-                                              help="directory to copy the IDX files from")):
+    def fetch_cmd(name: DatasetName = typer.Argument(..., help="the dataset"),
+                  data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP),
+                  source: Optional[Path] = typer.Option(None, "--source",
+                                                        help="folder to copy the IDX files from")):
         """Put the dataset's verified IDX files in the cache."""
-        check_name(name)
-        try:
-            d = fetch(name, data_dir, source=source)
-        except (DataError, OSError) as e:
-            fail(e)
-        typer.echo(f"{name}: verified files in {d}")
+        with exit_on_error():
+            d = fetch(name.value, data_dir, source=source)
+        typer.echo(f"{name.value}: verified files in {d}")
 
     @app.command("info")
-    def info_cmd(name: str = typer.Argument(..., help="mnist or fashion-mnist"),
-                 data_dir: Path = typer.Option(None, "--data-dir", help="root holding <dataset>/")):
+    def info_cmd(name: DatasetName = typer.Argument(..., help="the dataset"),
+                 data_dir: Optional[Path] = typer.Option(None, "--data-dir", help=DATA_DIR_HELP)):
         """Show where the dataset is, its shapes and label counts (does not fetch)."""
-        check_name(name)
-        try:
-            ds = load(name, data_dir, fetch_if_missing=False)
-        except (DataError, OSError) as e:
-            fail(e)
-        typer.echo(f"{name}: {dataset_dir(name, data_dir)} (SHA-256 pins verified)")
+        with exit_on_error():
+            ds = load(name.value, data_dir, fetch_if_missing=False)
+        typer.echo(f"{name.value}: {locate(name.value, data_dir)} (SHA-256 pins verified)")
         for split, x, y in (("train", ds.train_images, ds.train_labels),
                             ("test", ds.test_images, ds.test_labels)):
             counts = np.bincount(y, minlength=len(ds.classes))
@@ -59,7 +54,9 @@ def _cli():
 
 
 def main(argv: list[str] | None = None) -> None:
-    _cli()(args=argv, prog_name="python -m xcnn.data")
+    from ..errors import run_app  # noqa: PLC0415
+
+    run_app(_cli(), "python -m xcnn.data", argv)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 from ..errors import DataError
 from .fetch import fetch
 from .specs import FILES, fetch_hint, spec
-from .store import data_root, dataset_dir, find, load_verified
+from .store import find, load_verified, locate
 
 __all__ = ["Dataset", "load", "normalize"]
 
@@ -39,14 +39,14 @@ def load(name: str, data_dir: str | os.PathLike | None = None, fetch_if_missing:
     """
     sp = spec(name)
     pins = dict(sp.sha256 if pins is None else pins)
-    directory = dataset_dir(name, data_dir)
+    directory = locate(name, data_dir)
     paths = {f: find(directory, f) for f in FILES}
     if any(p is None for p in paths.values()):
         if not fetch_if_missing:
             absent = ", ".join(f for f, p in paths.items() if p is None)
-            raise DataError(f"{name} not found in {directory} (missing {absent}); "
-                            f"{fetch_hint(name)}"
-                            + (f" --data-dir {data_root(data_dir)}" if data_dir else ""))
+            raise DataError(f"{name} not found in {directory} (missing {absent}) — {fetch_hint(name)}"
+                            + (f" --data-dir {data_dir}" if data_dir else "")
+                            + ", or copy the four IDX files (raw or .gz) into one folder and pass it as --data-dir")
         fetch(name, data_dir, pins=pins)
         paths = {f: find(directory, f) for f in FILES}
     arrays = {f: load_verified(p, f, pins, name) for f, p in paths.items()}

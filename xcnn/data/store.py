@@ -16,9 +16,9 @@ import numpy as np
 
 from ..errors import DataError
 from .idx import parse_idx, read_bytes
-from .specs import fetch_hint, spec
+from .specs import FILES, fetch_hint, spec
 
-__all__ = ["data_root", "dataset_dir", "find", "load_verified", "sha256", "mismatch"]
+__all__ = ["data_root", "dataset_dir", "locate", "find", "load_verified", "sha256", "mismatch"]
 
 # (resolved path, mtime_ns, size) -> SHA-256 already checked in this process.
 _VERIFIED: dict[tuple[str, int, int], str] = {}
@@ -66,6 +66,17 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
 def dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     """``data_root(data_dir) / name``."""
     return data_root(data_dir) / spec(name).name
+
+
+def locate(name: str, data_dir: str | os.PathLike | None = None) -> Path:
+    """The folder that holds a dataset's files: ``<root>/<name>/``; or, when the root (``data_dir``, else
+    ``$XCNN_DATA``, else the cache) holds the four files itself (raw or .gz) and ``<root>/<name>/`` does
+    not, the root."""
+    default = dataset_dir(name, data_dir)
+    direct = data_root(data_dir)
+    if all(find(direct, f) for f in FILES) and not all(find(default, f) for f in FILES):
+        return direct
+    return default
 
 
 def find(directory: Path, fname: str) -> Path | None:

@@ -38,4 +38,13 @@ def load_checkpoint(path) -> dict:
         raise CheckpointError(f"checkpoint {str(path)!r} has format {info.get('format')!r}, expected {FORMAT!r}")
     params = {k[len("param/"):]: v for k, v in raw.items() if k.startswith("param/")}
     optim = {k[len("optim/"):]: v for k, v in raw.items() if k.startswith("optim/")}
+    for name, v in params.items():
+        if v.dtype.kind != "f":
+            raise CheckpointError(f"checkpoint {str(path)!r}: parameter {name} has dtype {v.dtype}, not floating "
+                                  "point — the file was not written by xcnn; retrain or use another checkpoint")
+        if not np.isfinite(v).all():
+            bad = int(v.size - np.isfinite(v).sum())
+            raise CheckpointError(f"checkpoint {str(path)!r}: parameter {name} holds {bad} non-finite value(s) "
+                                  "(NaN or inf; a diverged run) — use an earlier snapshot (epoch_NNN.npz) or "
+                                  "retrain with a lower --lr")
     return {"params": params, "optim": optim, "meta": info.get("meta", {}), "network": info.get("network")}

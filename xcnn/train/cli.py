@@ -6,11 +6,15 @@ fetching and verifying MNIST first when it is missing.
 """
 from __future__ import annotations
 
+from enum import Enum
 from typing import Optional
 
 import typer
 
+from ..data.cli import DATA_DIR_HELP
+from ..data.specs import DATASETS
 from ..nn.models import PRESETS
+from .config import LR_SCHEDULES
 
 app = typer.Typer(add_completion=False, help=__doc__, pretty_exceptions_enable=False)
 
@@ -61,50 +65,94 @@ class _RichProgress:
                 f"{info['train_seconds']:.1f}s ({info['images_per_second']:,.0f} img/s)")
 
 
+def _choices(name: str, values) -> type[Enum]:
+    """A str Enum of ``values``: ``--help`` lists them and the parser refuses anything else."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
+
+
+Model = _choices("Model", PRESETS)
+Dataset = _choices("Dataset", DATASETS)
+Optimizer = _choices("Optimizer", ("sgd", "adam"))
+Schedule = _choices("Schedule", LR_SCHEDULES)
+Init = _choices("Init", ("report", "he"))
+
+
+def _given(ctx: typer.Context, values: dict) -> dict:
+    """The RunConfig fields the user set on the command line (not left at their defaults)."""
+    out = {}
+    for name, value in values.items():
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT"):
+            out["dtype" if name == "float64" else name] = value
+    return out
+
+
 @app.command()
 def train(
-    model: str = typer.Option("seed-cnn", help=f"model preset: {', '.join(PRESETS)}"),
+    ctx: typer.Context,
+    model: Model = typer.Option("seed-cnn", help="model preset"),
     device: str = typer.Option("auto", help="cpu, cuda, cuda:N or auto (CUDA when usable)"),
-    epochs: int = typer.Option(30, help="number of epochs"),
-    batch_size: int = typer.Option(50, help="mini-batch size"),
-    lr: float = typer.Option(0.1, help="learning rate"),
-    lr_schedule: str = typer.Option("constant", help="constant, or cosine (decays to 0 over all epochs)"),
+    epochs: int = typer.Option(30, min=1, help="number of epochs"),
+    batch_size: int = typer.Option(50, min=1, help="mini-batch size"),
+    lr: float = typer.Option(0.1, help="learning rate (finite, > 0)"),
+    lr_schedule: Schedule = typer.Option("constant", help="constant, or cosine (decays to 0 over all epochs)"),
     momentum: float = typer.Option(1e-3, help="SGD momentum (the report's 1e-3)"),
     weight_decay: float = typer.Option(1e-3, help="L2 weight decay, biases included"),
-    optimizer: str = typer.Option("sgd", help="sgd or adam"),
-    seed: int = typer.Option(0, help="seed for the initial weights and the shuffling"),
-    dataset: str = typer.Option("mnist", help="mnist or fashion-mnist"),
-    data_dir: Optional[str] = typer.Option(None, help="dataset directory (default: $XCNN_DATA or the user cache)"),
-    out: Optional[str] = typer.Option(None, help="run directory (default: runs/<model>)"),
-    resume: bool = typer.Option(False, "--resume", help="continue the interrupted run in --out"),
+    optimizer: Optimizer = typer.Option("sgd", case_sensitive=False, help="the optimizer"),
+    seed: int = typer.Option(0, min=0, help="seed for the initial weights and the shuffling"),
+    dataset: Dataset = typer.Option("mnist", help="the dataset"),
+    data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP),
+    out: Optional[str] = typer.Option(None, help="run folder (default: runs/<model>)"),
+    resume: bool = typer.Option(False, "--resume/--no-resume",
+                                help="continue the interrupted run in --out with its saved settings (--epochs, "
+                                     "--device, --data-dir, --cuda-graph and --save-epochs may change)"),
     save_epochs: str = typer.Option("", help="also keep snapshots after these epochs, e.g. 0,5,25"),
-    log_every: int = typer.Option(10, help="iterations per logged point of the per-iteration curve"),
-    train_limit: Optional[int] = typer.Option(None, help="use only the first N training images"),
-    test_limit: Optional[int] = typer.Option(None, help="use only the first N test images"),
-    init: Optional[str] = typer.Option(None, help="weight initialisation: report or he (default: the preset's)"),
-    float64: bool = typer.Option(False, "--float64", help="train in float64 instead of float32"),
-    cuda_graph: bool = typer.Option(False, "--cuda-graph",
+    log_every: int = typer.Option(10, min=1, help="iterations per logged point of the per-iteration curve"),
+    train_limit: Optional[int] = typer.Option(None, min=1, help="use only the first N training images"),
+    test_limit: Optional[int] = typer.Option(None, min=1, help="use only the first N test images"),
+    init: Optional[Init] = typer.Option(None, help="weight initialisation (default: the preset's)"),
+    float64: bool = typer.Option(False, "--float64/--float32", help="train in float64 instead of float32"),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph/--no-cuda-graph",
                                     help="CUDA only, SGD only: capture one training step as a CUDA graph and replay "
                                          "it (same results; one launch per step instead of dozens)"),
-    quiet: bool = typer.Option(False, "--quiet", help="no progress bar; one line per epoch"),
+    quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="no progress bar; one line per epoch"),
 ):
     """Train a model; writes checkpoints, metrics (CSV/JSON) and curve PNGs into --out."""
+    import json
+    from pathlib import Path
+
     from rich.console import Console
 
-    from ..errors import exit_on_error
-    from .config import RunConfig
+    from ..errors import ConfigError, exit_on_error
+    from .config import RunConfig, resumed_config
     from .loop import EXIT_DIVERGED, EXIT_INTERRUPTED, fit
 
-    cfg = RunConfig(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, momentum=momentum,
-                    weight_decay=weight_decay, optimizer=optimizer.lower(), seed=seed, device=device,
-                    data_dir=data_dir, out=out or f"runs/{model}", log_every=log_every,
-                    save_epochs=_parse_epochs_list(save_epochs), train_limit=train_limit, test_limit=test_limit,
-                    dtype="float64" if float64 else "float32", init=init, lr_schedule=lr_schedule,
-                    cuda_graph=cuda_graph)
     console = Console(soft_wrap=True)  # long lines (the resume command) must stay copy-pastable
-    with exit_on_error(ValueError):
-        if model not in PRESETS:
-            raise ValueError(f"unknown model {model!r} — choose one of {', '.join(PRESETS)}")
+    with exit_on_error():
+        values = dict(model=model.value, dataset=dataset.value, epochs=epochs, batch_size=batch_size, lr=lr,
+                      momentum=momentum, weight_decay=weight_decay, optimizer=optimizer.value.lower(), seed=seed,
+                      device=device, data_dir=data_dir, out=out or f"runs/{model.value}", log_every=log_every,
+                      save_epochs=_parse_epochs_list(save_epochs), train_limit=train_limit, test_limit=test_limit,
+                      init=init.value if init else None, lr_schedule=lr_schedule.value, cuda_graph=cuda_graph,
+                      float64=float64)
+        if resume:
+            given = _given(ctx, values)
+            given["out"] = values["out"]
+            if "dtype" in given:
+                given["dtype"] = "float64" if given["dtype"] else "float32"
+            cfg_file = Path(values["out"]) / "config.json"
+            try:
+                saved = json.loads(cfg_file.read_text())
+            except FileNotFoundError:
+                raise ConfigError(f"--resume: {values['out']} holds no run ({cfg_file} is missing) — pass the --out "
+                                  "of the run to continue, or start without --resume") from None
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"--resume: {cfg_file} is unreadable ({exc}) — start a new run with another "
+                                  "--out") from None
+            cfg = resumed_config(saved, given)
+        else:
+            values["dtype"] = "float64" if values.pop("float64") else "float32"
+            cfg = RunConfig(**values)
         if quiet or not console.is_terminal:
             result = fit(cfg, resume=resume, log=console.print)
         else:
@@ -119,6 +167,8 @@ def train(
                       f"(best {result.best_test_acc:.2%}) after {result.epochs_done} epochs; files in {result.out}")
 
 
-def main():
+def main(args=None):
     """Console-script entry point (``xcnn-train``)."""
-    app(prog_name="python -m xcnn.train")
+    from ..errors import run_app  # noqa: PLC0415
+
+    run_app(app, "python -m xcnn.train", args)

@@ -3,13 +3,14 @@ learning-rate schedule, the order of each epoch), so a resumed run repeats an un
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["RunConfig", "LR_SCHEDULES", "lr_at", "epoch_permutation"]
+__all__ = ["RunConfig", "LR_SCHEDULES", "resumed_config", "lr_at", "epoch_permutation"]
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -38,16 +39,23 @@ class RunConfig:
     cuda_graph: bool = False  # replay full-batch steps as a captured CUDA graph (same results, fewer launches)
 
     def check(self):
-        if self.epochs < 0:
-            raise ConfigError(f"--epochs must be >= 0, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"--lr must be a positive number, got {self.lr}")
-        if self.momentum < 0 or self.weight_decay < 0:
-            raise ConfigError("--momentum and --weight-decay must be >= 0")
-        if self.log_every < 1:
-            raise ConfigError(f"--log-every must be >= 1, got {self.log_every}")
+        """Refuse settings that cannot work, naming the flag and the fix (:class:`ConfigError`)."""
+        for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size), ("--log-every", self.log_every)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                extra = " (0 would train nothing)" if flag == "--epochs" else ""
+                raise ConfigError(f"{flag} must be a whole number >= 1{extra}, got {v!r}")
+        for flag, v in (("--train-limit", self.train_limit), ("--test-limit", self.test_limit)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+                raise ConfigError(f"{flag} must be >= 1, got {v!r} — omit it to use every image")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ConfigError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        if not (isinstance(self.lr, numbers.Real) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr must be a finite number > 0, got {self.lr!r}")
+        for flag, v in (("--momentum", self.momentum), ("--weight-decay", self.weight_decay)):
+            if not (isinstance(v, numbers.Real) and math.isfinite(v) and v >= 0):
+                raise ConfigError(f"{flag} must be a finite number >= 0, got {v!r}")
+        if any(isinstance(e, bool) or not isinstance(e, (int, np.integer)) or e < 0 for e in self.save_epochs):
+            raise ConfigError(f"--save-epochs takes epoch numbers >= 0, got {self.save_epochs!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"--optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -57,6 +65,26 @@ class RunConfig:
         if self.cuda_graph and self.optimizer != "sgd":
             raise ConfigError(f"--cuda-graph supports --optimizer sgd only, got {self.optimizer!r} (its per-step "
                               "bias correction would be frozen by a replayed graph) — drop --cuda-graph")
+
+    def warnings(self, n_train: int | None = None) -> list[str]:
+        """Settings that are legal but probably not meant, one sentence each (``n_train``: the number of
+        training images available, when known)."""
+        out = []
+        if self.optimizer == "sgd" and self.momentum >= 1:
+            out.append(f"--momentum {self.momentum} >= 1 lets the velocity grow without bound; SGD will likely "
+                       "diverge (the report uses 1e-3; 0.9 is common)")
+        late = [e for e in self.save_epochs if e > self.epochs]
+        if late:
+            out.append(f"--save-epochs {','.join(map(str, late))} lies after the last epoch ({self.epochs}); "
+                       "no snapshot will be written for it")
+        if n_train is not None:
+            if self.train_limit is not None and self.train_limit > n_train:
+                out.append(f"--train-limit {self.train_limit} exceeds the {n_train} training images; all are used")
+            n = min(n_train, self.train_limit or n_train)
+            if self.batch_size > n:
+                out.append(f"--batch-size {self.batch_size} exceeds the {n} training images; each epoch is one "
+                           f"step of {n}")
+        return out
 
     def command(self, *, always=("model", "epochs", "device", "out")) -> str:
         """The ``python -m xcnn.train`` line that runs these settings: the ``always`` flags, then every
@@ -81,6 +109,27 @@ class RunConfig:
     # how a step is launched, never its result)
     RESUME_KEYS = ("model", "dataset", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "seed",
                    "train_limit", "test_limit", "dtype", "log_every", "init", "lr_schedule")
+    #: what a resumed run may change; everything else comes from the run's saved config.json
+    RESUME_MAY_CHANGE = ("epochs", "device", "data_dir", "cuda_graph", "save_epochs", "out")
+
+
+def resumed_config(saved: dict, given: dict) -> RunConfig:
+    """The settings of a resumed run: those saved in its ``config.json``, overridden by the flags given
+    on the command line (``given``, as RunConfig fields) that a resumed run may change
+    (:attr:`RunConfig.RESUME_MAY_CHANGE`). A given flag that would change any other setting is refused."""
+    names = {f.name for f in fields(RunConfig)}
+    base = {k: v for k, v in saved.items() if k in names}
+    clash = {k: (base.get(k, getattr(RunConfig(), k)), v) for k, v in given.items()
+             if k not in RunConfig.RESUME_MAY_CHANGE and base.get(k, getattr(RunConfig(), k)) != v}
+    if clash:
+        def flag(k):
+            return "--float64" if k == "dtype" else "--" + k.replace("_", "-")
+
+        raise ConfigError("--resume continues a run with its saved settings, but " + ", ".join(
+            f"{flag(k)} {b} differs from the saved {a}" for k, (a, b) in clash.items())
+            + f" — drop {'that flag' if len(clash) == 1 else 'those flags'}, or start a new run with another --out")
+    base.update({k: v for k, v in given.items() if k in RunConfig.RESUME_MAY_CHANGE})
+    return RunConfig(**base)
 
 
 def lr_at(cfg: RunConfig, step: int, total_steps: int) -> float:

@@ -24,7 +24,7 @@ import numpy as np
 from .. import machine
 from ..backend import get_device
 from ..errors import ConfigError
-from ..io import atomic_write_json
+from ..io import atomic_write_json, check_output_dir
 from ..nn.losses import SoftmaxCrossEntropy
 from ..nn.models import build_model
 from ..nn.optim import get_optimizer
@@ -215,7 +215,7 @@ class _Run:
                     checkpoint.save(self.out, self.net, self.opt, cfg, st)
                     return self.finish("interrupted", (
                         f"interrupted at epoch {st.epoch + 1}, batch {st.batch}/{self.steps_per_epoch}; checkpoint "
-                        f"saved. Resume with: python -m xcnn.train --out {self.out} --resume (and the same settings)"))
+                        f"saved. Resume with: python -m xcnn.train --out {self.out} --resume"))
         self.device.synchronize()
         st.running["seconds"] += time.perf_counter() - t0
         return None
@@ -252,13 +252,22 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
     (used by tests). ``progress`` is an optional callable ``progress(event, **info)`` for a UI.
     """
     cfg.check()
+    check_output_dir(cfg.out)  # before anything slow: a bad --out is refused at once
     device = get_device(cfg.device)
     if resume:
         state = checkpoint.resume(cfg.out, cfg)
+        if state.epoch > cfg.epochs:
+            raise ConfigError(f"the run in {cfg.out} has done {state.epoch} epochs, more than --epochs {cfg.epochs} "
+                              f"— pass --epochs N with N > {state.epoch} to train it further")
+        if state.epoch == cfg.epochs and state.batch == 0:
+            log(f"the run in {cfg.out} has done all its {cfg.epochs} epochs; its files are rewritten (pass "
+                f"--epochs N with N > {cfg.epochs} to train it further)")
     else:
         checkpoint.ensure_fresh(cfg.out)
         state = None
     arrays = arrays if arrays is not None else _load_data(cfg)
+    for w in cfg.warnings(n_train=len(arrays[0])):  # (after a --train-limit cut: len <= the limit)
+        log(f"warning: {w}")
     # Overflow/NaN warnings are not printed: a non-finite loss is detected and reported.
     with device, _Interrupt() as stop, np.errstate(over="ignore", invalid="ignore"):
         run = _Run(cfg, device, arrays, state, log, progress)
@@ -270,5 +279,5 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
             if stop.requested:
                 return run.finish("interrupted", (
                     f"interrupted after epoch {run.state.epoch}; checkpoint saved. Resume with: "
-                    f"python -m xcnn.train --out {run.out} --resume (and the same settings)"))
+                    f"python -m xcnn.train --out {run.out} --resume"))
         return run.finish("completed")
