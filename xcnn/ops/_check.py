@@ -13,21 +13,25 @@ def _shape(a) -> tuple:
     return tuple(int(s) for s in a.shape)
 
 
+def _array(op: str, name: str, a) -> None:
+    if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+        raise ShapeError(f"{op}: {name} must be an array, got {type(a).__name__}")
+
+
 def arrays(op: str, **named) -> None:
     """Each value is an array (has a shape and a dtype)."""
     for name, a in named.items():
-        if not (hasattr(a, "shape") and hasattr(a, "dtype")):
-            raise ShapeError(f"{op}: {name} must be an array, got {type(a).__name__}")
+        _array(op, name, a)
 
 
 def floats(op: str, **named):
     """The arrays (``None`` skipped) share one dtype, float32 or float64; returns it."""
-    arrays(op, **{k: v for k, v in named.items() if v is not None})
     dt = None
     for name, a in named.items():
         if a is None:
             continue
-        d = np.dtype(a.dtype)
+        _array(op, name, a)
+        d = a.dtype
         if d not in _FLOATS:
             raise ShapeError(f"{op}: {name} must be float32 or float64, got {d} — convert it with .astype(np.float32)")
         if dt is None:
@@ -52,7 +56,7 @@ def ndim(op: str, name: str, a, n: int, what: str) -> tuple:
 
 def shape(op: str, name: str, a, want: tuple) -> None:
     """``a`` has exactly the shape ``want``."""
-    if _shape(a) != tuple(int(s) for s in want):
+    if a.shape != want and _shape(a) != tuple(int(s) for s in want):  # (the fast test first: both tuples)
         raise ShapeError(f"{op}: expected {name} of shape {tuple(int(s) for s in want)}, got {_shape(a)}")
 
 

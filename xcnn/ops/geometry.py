@@ -50,7 +50,24 @@ def window(op: str, kernel_size, stride, padding, *, pool: bool) -> tuple[int, i
     return KH, KW, SH, SW, PH, PW
 
 
+_GEOMETRIES: dict = {}  # (op, H, W, kernel_size, stride, padding, pool) -> a checked geometry
+
+
 def _geometry(op: str, H: int, W: int, kernel_size, stride, padding, *, pool: bool):
+    """A window's geometry, checked once per distinct (hashable) set of arguments and then remembered."""
+    try:
+        key = (op, H, W, kernel_size, stride, padding, pool)
+        return _GEOMETRIES[key]
+    except TypeError:  # a list somewhere: not hashable, so not remembered
+        return _checked_geometry(op, H, W, kernel_size, stride, padding, pool=pool)
+    except KeyError:
+        g = _checked_geometry(op, H, W, kernel_size, stride, padding, pool=pool)
+        if len(_GEOMETRIES) < 4096:
+            _GEOMETRIES[key] = g
+        return g
+
+
+def _checked_geometry(op: str, H: int, W: int, kernel_size, stride, padding, *, pool: bool):
     KH, KW, SH, SW, PH, PW = window(op, kernel_size, stride, padding, pool=pool)
     if KH > H + 2 * PH or KW > W + 2 * PW:
         raise ShapeError(f"{op}: kernel {(KH, KW)} is larger than the padded input {(H + 2 * PH, W + 2 * PW)} "

@@ -50,7 +50,15 @@ def _check_state(op, params, *buffers):
     for group in buffers:
         if len(group) != len(params):
             raise ShapeError(f"{op}: {len(params)} parameters but {len(group)} gradients or state buffers")
-    for i, arrays in enumerate(zip(params, *buffers)):
+    for arrays in zip(params, *buffers):  # the fast test: same shape and float dtype everywhere
+        p = arrays[0]
+        if not (hasattr(p, "shape") and hasattr(p, "dtype") and p.dtype in _check._FLOATS and all(
+                hasattr(a, "shape") and a.shape == p.shape and getattr(a, "dtype", None) == p.dtype
+                for a in arrays[1:])):
+            break
+    else:
+        return
+    for i, arrays in enumerate(zip(params, *buffers)):  # something is wrong: name it
         _check.floats(op, **{f"tensor {i} ({k})": a for k, a in zip(("param", "grad", "state", "state"), arrays)})
         for a in arrays[1:]:
             _check.shape(op, f"tensor {i}", a, arrays[0].shape)
