@@ -8,6 +8,8 @@
 """
 from __future__ import annotations
 
+import importlib
+
 import shutil
 from dataclasses import dataclass
 
@@ -15,7 +17,9 @@ import numpy as np
 import pytest
 
 from xcnn.backend import Device, get_device, gpu_unavailable_reason, to_host
+from xcnn import data
 from xcnn.cpu import config as cpu_config
+from xcnn.errors import DataError
 
 _GPU_REASON = gpu_unavailable_reason(0)
 _NUMBA_REASON = None if cpu_config.numba_available() else cpu_config.numba_reason()
@@ -91,3 +95,28 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 settings.register_profile("xcnn", deadline=None,
                           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 settings.load_profile("xcnn")
+
+
+# ----------------------------------------------------------------------------- MNIST for the tests that need it
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory):
+    """A ``data_dir`` MNIST loads from without the network: None when it is in the usual place,
+    else a copy (verified against the pins) of the ../shared/data/mnist a dev or CI checkout has."""
+    try:
+        data.load("mnist", fetch_if_missing=False)
+        return None
+    except DataError as exc:
+        missing = str(exc)
+    shared = importlib.import_module("xcnn.data.fetch")._shared_sources("mnist")
+    if not shared:
+        pytest.skip(f"needs MNIST, which is neither in the data cache ({missing}) nor in a ../shared/data/mnist "
+                    "copy; `python -m xcnn.data fetch mnist` puts it there (tests never download it)")
+    root = tmp_path_factory.mktemp("mnist-data")
+    data.fetch("mnist", root, source=shared[0])
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir):
+    return data.load("mnist", mnist_dir, fetch_if_missing=False)

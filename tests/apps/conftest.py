@@ -1,41 +1,14 @@
-"""Fixtures shared by the application tests: where MNIST is (the tests that need it skip, with the
-reason, where it cannot be had without the network), a seed-cnn checkpoint trained on it once per
+"""Fixtures shared by the application tests (MNIST itself: ``mnist_dir`` and ``mnist`` in
+tests/conftest.py): a seed-cnn checkpoint trained on it once per
 session, and an independent float64 forward pass of the seed-cnn (explicit loops over the kernel
 offsets) to check what the applications draw and save."""
 from __future__ import annotations
-
-import importlib
 
 import numpy as np
 import pytest
 from helpers import quiet, run_config
 
-from xcnn import data
-from xcnn.data import DataError
 from xcnn.train import fit
-
-
-@pytest.fixture(scope="session")
-def mnist_dir(tmp_path_factory):
-    """A ``data_dir`` MNIST loads from without the network: None when it is in the usual place,
-    else a copy (verified against the pins) of the ../shared/data/mnist a dev or CI checkout has."""
-    try:
-        data.load("mnist", fetch_if_missing=False)
-        return None
-    except DataError as exc:
-        missing = str(exc)
-    shared = importlib.import_module("xcnn.data.fetch")._shared_sources("mnist")
-    if not shared:
-        pytest.skip(f"needs MNIST, which is neither in the data cache ({missing}) nor in a ../shared/data/mnist "
-                    "copy; `python -m xcnn.data fetch mnist` puts it there (tests never download it)")
-    root = tmp_path_factory.mktemp("mnist-data")
-    data.fetch("mnist", root, source=shared[0])
-    return str(root)
-
-
-@pytest.fixture(scope="session")
-def mnist(mnist_dir):
-    return data.load("mnist", mnist_dir, fetch_if_missing=False)
 
 
 @pytest.fixture(scope="session")
