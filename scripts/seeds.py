@@ -111,7 +111,8 @@ def _pct(st):
 def markdown(rows, machine) -> str:
     L = ["# Accuracy on three seeds", "",
          "Every configuration trained with seeds 0, 1 and 2 (`python scripts/seeds.py`; full MNIST, float32, "
-         f"CPU: {machine}). Mean ± sample standard deviation over the seeds; the per-seed figures follow.", "",
+         f"CPU: {machine}, one thread: `XCNN_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`, so every figure is reproducible "
+         "bit for bit). Mean ± sample standard deviation over the seeds; the per-seed figures follow.", "",
          "| configuration | settings | seeds | final-epoch test accuracy | best-epoch test accuracy | the report |",
          "|---|---|---|---:|---:|---:|"]
     for r in rows:
@@ -121,7 +122,8 @@ def markdown(rows, machine) -> str:
     for r in rows:
         for s, f, b, e in zip(r["seeds"], r["final"]["values"], r["best"]["values"], r["first_epoch_at_report_acc"]):
             L.append(f"| {r['config']} | {s} | {100 * f:.2f} % | {100 * b:.2f} % | {e if e is not None else 'never'} |")
-    L += ["", "Commands (S = 0, 1, 2):", "", "```bash"] + [r["command"] for r in rows] + ["```", ""]
+    L += ["", "Commands (S = 0, 1, 2; each run's own settings and machine are in `seeds/<run>/config.json`):", "",
+          "```bash"] + [f"XCNN_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 {r['command']}" for r in rows] + ["```", ""]
     return "\n".join(L)
 
 
