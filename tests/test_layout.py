@@ -1,7 +1,8 @@
 """The architecture, checked from the source (every import, including the ones inside functions):
 
-* arrows go one way -- apps/bench -> train -> nn, data, viz -> ops -> cpu, cuda -> backend, io, extras
-  -> errors;
+* arrows go one way -- apps/bench -> train, interop -> nn, data, viz -> ops -> cpu, cuda -> backend, io,
+  extras -> errors (interop: ONNX export/import, above the networks it converts and below the apps
+  that use it);
 * no import cycle between modules;
 * nothing outside ops/, cpu/, cuda/ and backend.py names CuPy or decides NumPy vs CuPy;
 * no module is much over 300 lines;
@@ -17,7 +18,7 @@ PKG = ROOT / "xcnn"
 
 #: the level of each part of the package; a module may import its own part or a lower level only
 LEVELS = {"errors": 0, "io": 1, "backend": 1, "extras": 1, "cpu": 2, "cuda": 2, "ops": 3, "nn": 4, "data": 4,
-          "viz": 4, "machine": 4, "train": 5, "apps": 6, "bench": 6, "interop": 6, "dist": 5}
+          "viz": 4, "machine": 4, "train": 5, "interop": 5, "apps": 6, "bench": 6, "dist": 5}
 TOP = 7  # xcnn/__init__.py and the `python -m xcnn.<app>` shims
 MAX_LINES = 320
 
