@@ -2,6 +2,12 @@
 (Independent reference implementations live in references.py; the backend fixture in conftest.py.)"""
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import strategies as st
@@ -80,3 +86,101 @@ def weights(path):
 
 def quiet(*args, **kwargs):
     """A ``log`` that prints nothing."""
+
+
+# --------------------------------------------------------------------------- #
+# Digits for the interop and demo tests: the real MNIST test set when it is on this machine (never
+# downloaded from here), else synthetic strokes; and presets trained briefly on whichever is there.
+# --------------------------------------------------------------------------- #
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: (lr, momentum) that train each preset in a few hundred steps
+TRAINING = {"seed-cnn": (0.1, 0.0), "mlp2": (0.1, 0.0), "mlp1": (0.1, 0.0), "lenet5": (0.05, 0.9)}
+
+
+@functools.lru_cache(maxsize=None)
+def _mnist():
+    """``(dataset, data_dir)``: MNIST from the data cache (``data_dir`` None), else from a copy (verified
+    against the pins, in a temporary directory) of the ../shared/data/mnist a dev or CI checkout
+    has; ``(None, None)`` when neither is there. Never downloads."""
+    from xcnn import data
+    from xcnn.data.fetch import _shared_sources
+
+    try:
+        return data.load("mnist", fetch_if_missing=False), None
+    except data.DataError:
+        pass
+    shared = _shared_sources("mnist")
+    if not shared:
+        return None, None
+    try:
+        root = tempfile.mkdtemp(prefix="xcnn-mnist-")
+        atexit.register(shutil.rmtree, root, True)
+        data.fetch("mnist", root, source=shared[0])
+        return data.load("mnist", root, fetch_if_missing=False), root
+    except data.DataError:
+        return None, None
+
+
+def mnist_or_none():
+    """The MNIST dataset when it is on this machine (see :func:`_mnist`), else None."""
+    return _mnist()[0]
+
+
+def mnist_data_dir():
+    """The ``data_dir`` :func:`mnist_or_none`'s dataset loads from (None: the usual place)."""
+    return _mnist()[1]
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` uint8 28x28 images of 2-4 thick random strokes (light on dark, like MNIST) and random labels."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float64)
+    images = np.zeros((n, 28, 28))
+    for img in images:
+        for _ in range(rng.integers(2, 5)):
+            (y0, x0), (y1, x1) = rng.uniform(5, 23, (2, 2))
+            d = np.array([y1 - y0, x1 - x0])
+            t = np.clip(((yy - y0) * d[0] + (xx - x0) * d[1]) / max(d @ d, 1e-9), 0, 1)
+            dist = np.hypot(yy - (y0 + t * d[0]), xx - (x0 + t * d[1]))
+            np.maximum(img, np.clip(1.8 - dist, 0, 1), out=img)
+    return np.rint(images * 255).astype(np.uint8), rng.integers(0, 10, n).astype(np.uint8)
+
+
+def digits(n_test: int = 10_000):
+    """``(train_x, train_y, test_x, test_y, source)``: MNIST's when present, else synthetic (2,000 test images)."""
+    ds = mnist_or_none()
+    if ds is not None:
+        return ds.train_images, ds.train_labels, ds.test_images[:n_test], ds.test_labels[:n_test], "mnist"
+    tx, ty = synthetic_digits(2000, seed=1)
+    vx, vy = synthetic_digits(min(n_test, 2000), seed=2)
+    return tx, ty, vx, vy, "synthetic"
+
+
+def train_preset(name: str, train_x, train_y, steps: int = 300, batch: int = 50, seed: int = 0, dtype=np.float32):
+    """Preset ``name`` after ``steps`` SGD steps on the given images (float32 unless asked)."""
+    from xcnn.data import normalize
+    from xcnn.nn import SGD, SoftmaxCrossEntropy, build_model
+
+    net = build_model(name, seed=seed, dtype=dtype)
+    lr, momentum = TRAINING[name]
+    opt = SGD(net.parameters(), lr=lr, momentum=momentum)
+    loss = SoftmaxCrossEntropy()
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        idx = rng.integers(0, len(train_x), batch)
+        loss(net.forward(normalize(train_x[idx], net.dtype)), train_y[idx].astype(np.int64))
+        opt.zero_grad()
+        net.backward(loss.backward())
+        opt.step()
+    return net.eval()
+
+
+def row_relative_error(actual, reference) -> float:
+    """max over rows of max |actual - reference| / max |reference|: element-wise relative error means
+    nothing for a logit near zero, whose rounding error is set by the terms summed into it (as large
+    as the row's largest logits), so each row's largest |logit| is the scale."""
+    a = np.asarray(actual, np.float64).reshape(len(actual), -1)
+    r = np.asarray(reference, np.float64).reshape(len(reference), -1)
+    return float((np.abs(a - r).max(axis=1) / np.abs(r).max(axis=1)).max())

@@ -1,6 +1,9 @@
 """The architecture, checked from the source (every import, including the ones inside functions):
 
-* arrows go one way -- apps/bench -> train -> nn, data, viz -> ops -> cpu, cuda -> backend, io -> errors;
+* arrows go one way -- apps/bench -> train, interop -> nn, data, viz -> ops -> cpu, cuda -> backend, io,
+  extras -> errors (interop: ONNX export/import, above the networks it converts and below the apps,
+  among them apps/demo, that use it);
+* the demo page (apps/demo: a web server) is a leaf: only its shim imports it;
 * no import cycle between modules;
 * nothing outside ops/, cpu/, cuda/ and backend.py names CuPy or decides NumPy vs CuPy;
 * no module is much over 300 lines;
@@ -15,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "xcnn"
 
 #: the level of each part of the package; a module may import its own part or a lower level only
-LEVELS = {"errors": 0, "io": 1, "backend": 1, "cpu": 2, "cuda": 2, "ops": 3, "nn": 4, "data": 4, "viz": 4,
-          "machine": 4, "train": 5, "apps": 6, "bench": 6, "interop": 6, "dist": 5}
+LEVELS = {"errors": 0, "io": 1, "backend": 1, "extras": 1, "cpu": 2, "cuda": 2, "ops": 3, "nn": 4, "data": 4,
+          "viz": 4, "machine": 4, "train": 5, "interop": 5, "apps": 6, "bench": 6, "dist": 5}
 TOP = 7  # xcnn/__init__.py and the `python -m xcnn.<app>` shims
 MAX_LINES = 320
 
@@ -77,6 +80,13 @@ def test_arrows_go_one_way():
     bad = [f"{a} -> {b}" for a, deps in graph.items() for b in deps
            if _part(a) != _part(b) and _level(b) >= _level(a)]
     assert not bad, "imports against the layering:\n" + "\n".join(sorted(bad))
+
+
+def test_the_demo_page_is_a_leaf():
+    _, graph = _graph()
+    bad = [f"{a} -> {b}" for a, deps in graph.items() for b in deps
+           if b.startswith("xcnn.apps.demo") and not a.startswith("xcnn.apps.demo") and a != "xcnn.demo"]
+    assert not bad, "only xcnn/demo.py may import the demo page:\n" + "\n".join(sorted(bad))
 
 
 def test_no_import_cycles():

@@ -9,7 +9,7 @@ import contextlib
 import sys
 
 __all__ = ["XcnnError", "ConfigError", "DataError", "CheckpointError", "DeviceError", "ShapeError",
-           "exit_on_error", "run_app", "EXIT_USAGE"]
+           "MissingExtraError", "exit_on_error", "run_app", "EXIT_USAGE"]
 
 
 class XcnnError(Exception):
@@ -34,6 +34,10 @@ class DeviceError(XcnnError, RuntimeError):
 
 class ShapeError(XcnnError, ValueError):
     """An array whose shape, dtype or device does not fit the layer or op it was given to."""
+
+
+class MissingExtraError(XcnnError, ImportError):
+    """An optional feature whose extra is not installed (``pip install 'xcnn[onnx]'``, say)."""
 
 
 EXIT_USAGE = 2

@@ -1,3 +1,4 @@
 """The applications built on the library: ``evaluate`` (a checkpoint on a test set), ``predict``
-(your own digit images), ``visualize`` (feature maps of any layer) and ``report`` (the lab report's
-whole experiment). Each runs as ``python -m xcnn.<name>``."""
+(your own digit images), ``visualize`` (feature maps of any layer), ``report`` (the lab report's
+whole experiment), ``export`` and ``import_onnx`` (ONNX out and in, on :mod:`xcnn.interop`) and
+``demo`` (the live draw-a-digit page, a package of its own). Each runs as ``python -m xcnn.<name>``."""

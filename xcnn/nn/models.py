@@ -18,6 +18,7 @@ import numpy as np
 
 from ..backend import get_device
 from ..errors import CheckpointError, ConfigError
+from .architecture import ArchitectureError, build_network
 from .layers import AvgPool2D, Conv2D, Flatten, Linear, MaxPool2D, ReLU
 from .network import Network
 from .serialize import load_checkpoint
@@ -104,15 +105,26 @@ def _move(net, device):
 
 
 def load_model(path, *, device="cpu"):
-    """Rebuild the preset a checkpoint was saved from and load its weights; returns ``(net, checkpoint)``
+    """Rebuild the network a checkpoint was saved from and load its weights; returns ``(net, checkpoint)``
     where ``checkpoint`` is :func:`~xcnn.nn.serialize.load_checkpoint`'s dict (``meta`` holds the run
-    config). The network is built and loaded on the host, then moved to ``device`` once."""
+    config). The network is built and loaded on the host, then moved to ``device`` once.
+
+    The network comes from ``meta["architecture"]`` when the checkpoint carries one (see
+    :mod:`xcnn.nn.architecture`), else from the preset it was saved from, so checkpoints written
+    before architectures were saved load as they always did."""
     ck = load_checkpoint(path)
     name = ck.get("network")
-    if name not in PRESETS:
-        raise CheckpointError(f"checkpoint {str(path)!r} was saved from network {name!r}, which is not a preset "
-                              f"({', '.join(PRESETS)}) — load it with the code that built it")
     dtype = next(iter(ck["params"].values())).dtype if ck["params"] else np.float32
-    net = build_model(name, dtype=dtype, device="cpu")
+    if "architecture" in ck["meta"]:
+        try:
+            net = build_network(ck["meta"]["architecture"], name=name or "network", dtype=dtype)
+        except ArchitectureError as exc:
+            raise CheckpointError(f"checkpoint {str(path)!r}: {exc}") from None
+    elif name in PRESETS:
+        net = build_model(name, dtype=dtype, device="cpu")
+    else:
+        raise CheckpointError(f"checkpoint {str(path)!r} was saved from network {name!r}, which is not a preset "
+                              f"({', '.join(PRESETS)}) and carries no architecture — save such a network "
+                              "with xcnn.nn.architecture.save_network")
     net.load_state_dict(ck["params"])
     return _move(net, device), ck
