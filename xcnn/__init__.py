@@ -9,7 +9,8 @@ The everyday names are here::
 The layers of the package: :mod:`xcnn.backend` (devices) -> :mod:`xcnn.cpu` / :mod:`xcnn.cuda`
 (implementations) -> :mod:`xcnn.ops` (the ops and their dispatcher) -> :mod:`xcnn.nn` (layers,
 losses, network, optimizers, presets) -> :mod:`xcnn.train` (the loop) -> :mod:`xcnn.apps` and
-:mod:`xcnn.bench`; :mod:`xcnn.data` and :mod:`xcnn.viz` to the side.
+:mod:`xcnn.bench`; :mod:`xcnn.data`, :mod:`xcnn.viz` and :mod:`xcnn.dist` (data parallelism, which the
+trainer calls) to the side.
 """
 __version__ = "0.1.0"
 
