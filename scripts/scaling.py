@@ -55,8 +55,8 @@ HARDWARE = {
 }
 
 #: The GPU compute per training step -- an estimate, not a measurement. xcnn's eager step is one device
-#: operation (about one kernel launch) per entry below, counted on the emulated device path
-#: (tests/test_fake_gpu.py::test_device_operations_per_training_step); at these batch sizes the step
+#: operation (about one kernel launch) per entry below, counted on the CuPy double
+#: (tests/train/test_step.py::test_device_operations_per_training_step); at these batch sizes the step
 #: costs what its launches cost. Per launch: xcnn's own Python checks measured ~8 us on a 2-core host
 #: (the project's design review, 2026-12) plus CuPy's dispatch (~20 us per call reported in cupy/cupy#1294;
 #: 25 us in numba/numba#3003, 2018). Arithmetic: 3x the forward FLOPs, at an assumed 20 TFLOP/s for
@@ -64,7 +64,7 @@ HARDWARE = {
 GPU_STEP = {
     "launch_s": 15e-6,
     "launch_s_range": (8e-6, 25e-6),
-    "ops_per_step": {"seed-cnn": 37, "lenet5": 51, "mlp2": 28},
+    "ops_per_step": {"seed-cnn": 38, "lenet5": 50, "mlp2": 26},
     "flops_per_s": 20e12,
 }
 
@@ -467,8 +467,8 @@ def write_page(data: dict, out_md: Path, out_png: Path) -> None:
     gs = mod["gpu_step"]
     L += [f"* **GPU compute per step (an estimate)**: device operations per step x {_us(gs['launch_s'])} per "
           f"launch + 3 x forward FLOPs x batch / {gs['flops_per_s'] / 1e12:g} TFLOP/s. The operation counts "
-          f"({', '.join(f'{m} {n}' for m, n in gs['ops_per_step'].items())}) are counted on the emulated device "
-          "path; a distributed step adds two (the bucket's in-place weighting and the NCCL call). The per-launch cost combines xcnn's own launch checks (~8 µs measured on a 2-core "
+          f"({', '.join(f'{m} {n}' for m, n in gs['ops_per_step'].items())}) are counted on the CuPy double "
+          "(a captured step's operations); a distributed step adds two (the bucket's in-place weighting and the NCCL call). The per-launch cost combines xcnn's own launch checks (~8 µs measured on a 2-core "
           "host in the project's design review) with CuPy's dispatch (~20 µs per call reported in "
           "cupy/cupy#1294); the conclusions are also computed at 8 and 25 µs. With that, one H200 step is:", "",
           "| model | forward MFLOP / image | step at 50 | step at 256 | step at 1024 | gradient |",
