@@ -168,6 +168,7 @@ CASES = [
     ("resume-far-fewer-epochs", "train", ["--out", "run2", "--resume", "--epochs", "1"], "more than --epochs 1"),
     ("graph-with-adam", "train", ["--cuda-graph", "--optimizer", "adam"], "--cuda-graph supports --optimizer sgd only"),
     ("graph-on-cpu", "train", ["--cuda-graph", "--out", "g"], "CUDA graphs need a CUDA device"),
+    ("dist-backend-unknown", "train", ["--dist-backend", "gloo"], "'gloo' is not one of 'auto', 'mpi', 'nccl'"),
     ("data-dir-is-a-file", "data", ["info", "mnist", "--data-dir", "afile"], "mnist not found"),
     ("data-unknown-dataset", "data", ["fetch", "cifar"], "'cifar' is not one of 'mnist', 'fashion-mnist'"),
     ("data-missing", "data", ["info", "mnist", "--data-dir", "nowhere"], "mnist not found in nowhere/mnist"),

@@ -1,8 +1,9 @@
 """The architecture, checked from the source (every import, including the ones inside functions):
 
-* arrows go one way -- apps/bench -> train, interop -> nn, data, viz -> ops -> cpu, cuda -> backend, io,
-  extras -> errors (interop: ONNX export/import, above the networks it converts and below the apps,
-  among them apps/demo, that use it);
+* arrows go one way -- apps/bench -> train, interop -> nn, data, viz, dist -> ops -> cpu, cuda -> backend,
+  io, extras -> errors (interop: ONNX export/import, above the networks it converts and below the apps,
+  among them apps/demo, that use it; dist, data parallelism, is a service the trainer calls: it never
+  imports train);
 * the demo page (apps/demo: a web server) is a leaf: only its shim imports it;
 * no import cycle between modules;
 * nothing outside ops/, cpu/, cuda/ and backend.py names CuPy or decides NumPy vs CuPy;
@@ -19,7 +20,7 @@ PKG = ROOT / "xcnn"
 
 #: the level of each part of the package; a module may import its own part or a lower level only
 LEVELS = {"errors": 0, "io": 1, "backend": 1, "extras": 1, "cpu": 2, "cuda": 2, "ops": 3, "nn": 4, "data": 4,
-          "viz": 4, "machine": 4, "train": 5, "interop": 5, "apps": 6, "bench": 6, "dist": 5}
+          "viz": 4, "machine": 4, "dist": 4, "train": 5, "interop": 5, "apps": 6, "bench": 6}
 TOP = 7  # xcnn/__init__.py and the `python -m xcnn.<app>` shims
 MAX_LINES = 320
 

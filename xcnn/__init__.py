@@ -10,7 +10,8 @@ The layers of the package: :mod:`xcnn.backend` (devices) -> :mod:`xcnn.cpu` / :m
 (implementations) -> :mod:`xcnn.ops` (the ops and their dispatcher) -> :mod:`xcnn.nn` (layers,
 losses, network, optimizers, presets, architectures) -> :mod:`xcnn.train` (the loop) and
 :mod:`xcnn.interop` (ONNX export and import) -> :mod:`xcnn.apps` and :mod:`xcnn.bench`;
-:mod:`xcnn.data` and :mod:`xcnn.viz` to the side.
+:mod:`xcnn.data`, :mod:`xcnn.viz` and :mod:`xcnn.dist` (data parallelism, which the trainer calls)
+to the side.
 """
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ import contextlib
 import sys
 
 __all__ = ["XcnnError", "ConfigError", "DataError", "CheckpointError", "DeviceError", "ShapeError",
-           "MissingExtraError", "exit_on_error", "run_app", "EXIT_USAGE"]
+           "MissingExtraError", "DistributedError", "one_line", "exit_on_error", "run_app", "EXIT_USAGE"]
 
 
 class XcnnError(Exception):
@@ -40,7 +40,32 @@ class MissingExtraError(XcnnError, ImportError):
     """An optional feature whose extra is not installed (``pip install 'xcnn[onnx]'``, say)."""
 
 
+class DistributedError(XcnnError, RuntimeError):
+    """A data-parallel run (``--distributed``) that cannot start or go on: no MPI, settings the ranks
+    cannot share, ranks that disagree. ``collective`` is True when every rank raises it at the same
+    point, so each can exit normally instead of ending the job with MPI_Abort."""
+
+    def __init__(self, message: str, *, collective: bool = False):
+        super().__init__(message)
+        self.collective = collective
+
+
 EXIT_USAGE = 2
+
+
+def one_line(exc: BaseException) -> str | None:
+    """The line (after ``error: ``) a command-line tool prints for ``exc``: an xcnn error, a refusal of
+    the file system, or running out of host or GPU memory; None for anything else (a bug: traceback)."""
+    if isinstance(exc, XcnnError):
+        return str(exc)
+    if isinstance(exc, OSError):  # the file system said no: a read-only folder, a full disk, a vanished file
+        where = f" {exc.filename}" if exc.filename else ""
+        return (f"cannot use{where}: {exc.strerror or exc} — check that the path exists and that you may write "
+                "there (or pass another folder)")
+    if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:  # CuPy's OutOfMemoryError
+        where = "GPU" if "OutOfMemory" in type(exc).__name__ else "host"
+        return f"out of {where} memory ({exc}) — try a smaller --batch-size or --device cpu"
+    return None
 
 
 @contextlib.contextmanager
@@ -51,15 +76,11 @@ def exit_on_error(*also: type):
         yield
     except (XcnnError, *also) as exc:
         _fail(str(exc))
-    except OSError as exc:  # the file system said no: a read-only folder, a full disk, a vanished file
-        where = f" {exc.filename}" if exc.filename else ""
-        _fail(f"cannot use{where}: {exc.strerror or exc} — check that the path exists and that you may write there "
-              "(or pass another folder)")
-    except Exception as exc:  # MemoryError, or CuPy's OutOfMemoryError
-        if isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__:
-            where = "GPU" if "OutOfMemory" in type(exc).__name__ else "host"
-            _fail(f"out of {where} memory ({exc}) — try a smaller --batch-size or --device cpu")
-        raise
+    except Exception as exc:  # OSError, MemoryError, CuPy's OutOfMemoryError: one line; anything else: raised
+        message = one_line(exc)
+        if message is None:
+            raise
+        _fail(message)
 
 
 def _fail(message: str):

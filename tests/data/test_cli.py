@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from doubles.fakewheel import synthetic_mnist
 
 from xcnn import data

@@ -30,6 +30,11 @@ What it models
   on the recorded buffers with the scalars as captured. Everything CuPy or CUDA refuse during a
   capture is refused (cuBLAS, host reads, H2D copies, synchronisation, data-dependent shapes,
   the legacy stream), and an illegal CUDA call invalidates the capture.
+* **NCCL**: ``import cupy.cuda.nccl`` gives what a CuPy wheel without the NCCL library gives
+  (``available = False`` and nothing else: cupy/cuda/nccl.py:12-19 (v14.2.0), checked with the
+  wheel), or, with ``install(..., nccl=fakenccl)``, the strict NCCL double of tests/doubles/fakenccl.py,
+  which finds device memory by address (:func:`block_at`) as NCCL does. ``cupy.cuda.nccl`` is never an
+  attribute of ``cupy.cuda`` (CuPy does not import it: cupy/cuda/__init__.py:52-99 (v14.2.0)).
 * **RawModule / RawKernel**: the CUDA source is compiled for the host by ``tests/doubles/emu.py``
   (once per source; "compiled" once per device, recorded with CuPy's effective options) and every
   launch runs the emulation after ``xcnn.cuda.loader.check_signature``. The emulation applies CuPy's
@@ -56,6 +61,7 @@ import functools
 import hashlib
 import itertools
 import json
+import sys
 import threading
 import types
 import weakref
@@ -138,6 +144,8 @@ class _World:
         self.sanitize = False
         self.tls = threading.local()
         self.stream_ptrs = itertools.count(0x5000, 0x10)
+        self.blocks: "weakref.WeakSet[_Block]" = weakref.WeakSet()  # every device block, found by address
+        self.streams: "weakref.WeakValueDictionary[int, Stream]" = weakref.WeakValueDictionary()
         #: every RawModule compile: ``(device id, source name, effective options)``
         self.compiles: list = []
         #: every kernel launch executed or captured: ``(device id, kernel name, grid, block)``
@@ -149,6 +157,7 @@ class _World:
         self.default_pool = None
         self.global_allocator = None
         self.graphs: list = []
+        self.nccl = None                # what `import cupy.cuda.nccl` gives
 
     # thread-local: current device, its device-context stack, per-device stream stacks, allocator
     def _t(self):
@@ -199,13 +208,15 @@ _UNIT = 512  # CuPy rounds every pool allocation up to 512 bytes: cupy/cuda/memo
 class _Block:
     """One block of device memory: a host byte buffer standing for it, and whose it is."""
 
-    __slots__ = ("buf", "ptr", "size", "device_id", "pool", "arena", "__weakref__")
+    __slots__ = ("buf", "ptr", "size", "device_id", "pool", "arena", "dtype", "used", "__weakref__")
 
     def __init__(self, size, device_id, pool, arena):
         self.buf = np.empty(size, dtype=np.uint8)
         self.buf.fill(0xFF)  # fresh device memory holds no zeros you can rely on: NaN / -1 here
         self.ptr = int(self.buf.ctypes.data) if size else 0
         self.size, self.device_id, self.pool, self.arena = size, device_id, pool, arena
+        # the dtype and byte size of the array it was last allocated for (what the NCCL double checks)
+        self.dtype, self.used = None, size
 
 
 class _Allocation:
@@ -300,7 +311,9 @@ class MemoryPool(_Strict):
         else:
             _capture_check_malloc()
             block = _Block(rounded, dev, self, arena)
+            world().blocks.add(block)
             self.fake_mallocs += 1
+        block.dtype, block.used = None, block.size  # (an array's allocation says what it holds: _empty)
         self._in_use[dev] = self._in_use.get(dev, 0) + rounded
         return MemoryPointer(_Allocation(block), 0)
 
@@ -371,6 +384,26 @@ def pool_of(a) -> "MemoryPool | None":
 def block_of(a) -> _Block:
     """Test helper: the device memory block of the device array ``a``."""
     return a._alloc.block
+
+
+def block_at(ptr: int) -> "_Block | None":
+    """The device memory block holding address ``ptr`` (in use or back in its pool), or None: what
+    ``cudaPointerGetAttributes`` tells NCCL (tests/doubles/fakenccl.py)."""
+    for b in list(world().blocks):
+        if b.size and b.ptr <= ptr < b.ptr + b.size:
+            return b
+    return None
+
+
+def in_use(block: _Block) -> bool:
+    """False when ``block`` is back on its pool's free list (no array holds it)."""
+    free = block.pool._free_blocks.get((block.device_id, block.arena, block.size), []) if block.pool else []
+    return not any(b is block for b in free)
+
+
+def stream_at(ptr: int) -> "Stream | None":
+    """The live stream whose handle is ``ptr`` (not the legacy/per-thread default streams), or None."""
+    return world().streams.get(int(ptr))
 
 
 # ------------------------------------------------------------------------------------------ devices
@@ -603,6 +636,7 @@ class Stream(_Strict):
             self.ptr, self.device_id = 2, -1
         else:
             self.ptr, self.device_id = next(world().stream_ptrs), _current_device()
+            world().streams[self.ptr] = self
         self._non_blocking = bool(non_blocking) and not null and not ptds
         self._capture = None
 
@@ -797,6 +831,7 @@ def _empty(shape, dtype=float, order="C"):
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     mp = alloc(nbytes)
     raw = mp.mem.block.buf
+    mp.mem.block.dtype, mp.mem.block.used = dtype, nbytes
     if order not in ("C", "F"):
         raise ValueError(f"order not understood: {order!r}")
     buf = np.ndarray(shape, dtype=dtype, buffer=raw if nbytes else np.empty(0, np.uint8), order=order) \
@@ -2086,10 +2121,29 @@ def _reductions():
         {"amax": _reduction_fn("max"), "amin": _reduction_fn("min")}
 
 
-def make(devices: int = 2) -> _Namespace:
-    """A fresh double with ``devices`` GPUs (and a fresh world: nothing compiled, nothing allocated)."""
+#: what ``cupy/cuda/nccl.py`` leaves when the NCCL library does not load (checked: cupy-cuda13x 14.2.0 alone)
+_NO_NCCL_NAMES = {"_environment": {"kind": "module"}, "annotations": {"kind": "constant"},
+                  "available": {"kind": "constant", "value": False}}
+
+
+def _nccl_namespace(nccl):
+    """``cupy.cuda.nccl``: the NCCL double's names (``nccl.IMPL``) where CuPy has them, or the module of
+    a CuPy without the NCCL library."""
+    if nccl is None:
+        ns = _Namespace("cupy.cuda.nccl", {"available": False})
+        ns._names = _NO_NCCL_NAMES
+        return ns
+    unknown = [n for n in nccl.IMPL if n not in NAMES["modules"]["cupy.cuda.nccl"]]
+    assert not unknown, f"the NCCL double models names CuPy 14.2 lacks: {unknown}"
+    return _Namespace("cupy.cuda.nccl", dict(nccl.IMPL))
+
+
+def make(devices: int = 2, nccl=None) -> _Namespace:
+    """A fresh double with ``devices`` GPUs (and a fresh world: nothing compiled, nothing allocated);
+    ``nccl``: the NCCL double behind ``cupy.cuda.nccl`` (None: a CuPy without the NCCL library)."""
     global _W, _MODULE
     _W = _World(devices)
+    _W.nccl = _nccl_namespace(nccl)
     _CAPTURES.clear()
     Stream.null = Stream(null=True)
     Stream.ptds = Stream(ptds=True)
@@ -2129,30 +2183,37 @@ class _SetAttr:
         self.undo = []
 
     def setattr(self, obj, name, value):
-        self.undo.append((obj, name, getattr(obj, name)))
+        self.undo.append((lambda o=obj, n=name, v=getattr(obj, name): setattr(o, n, v)))
         setattr(obj, name, value)
+
+    def setitem(self, mapping, key, value):
+        self.undo.append((lambda m=mapping, k=key, had=key in mapping, v=mapping.get(key):
+                          m.__setitem__(k, v) if had else m.pop(k, None)))
+        mapping[key] = value
 
 
 @contextlib.contextmanager
-def installed(*, devices: int = 2, sanitize: bool = False):
-    """:func:`install` outside pytest, e.g. in the sanitizer subprocess."""
+def installed(*, devices: int = 2, sanitize: bool = False, nccl=None):
+    """:func:`install` outside pytest, e.g. in the sanitizer subprocess or an MPI rank."""
     patch = _SetAttr()
     try:
-        with install(patch, devices) as cp:
+        with install(patch, devices, nccl=nccl) as cp:
             world().sanitize = sanitize
             yield cp
     finally:
-        for obj, name, value in reversed(patch.undo):
-            setattr(obj, name, value)
+        for undo in reversed(patch.undo):
+            undo()
 
 
 @contextlib.contextmanager
-def install(monkeypatch, devices: int = 2):
-    """Put a fresh double in CuPy's place (``xcnn.backend._CUPY``) for the duration; xcnn's kernel
-    caches are cleared on the way in and out. Yields the ``cupy`` namespace."""
-    cp = make(devices)
+def install(monkeypatch, devices: int = 2, nccl=None):
+    """Put a fresh double in CuPy's place (``xcnn.backend._CUPY``) for the duration, and make
+    ``import cupy.cuda.nccl`` give its NCCL module (``nccl``: tests/doubles/fakenccl.py, or None for a
+    CuPy without NCCL); xcnn's kernel caches are cleared on the way in and out. Yields ``cupy``."""
+    cp = make(devices, nccl)
     monkeypatch.setattr(_backend, "_CUPY", cp)
     monkeypatch.setattr(_backend, "_CUPY_TRIED", True)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", world().nccl)
     _kernels.clear_cache()
     try:
         yield cp

@@ -3,9 +3,13 @@
 
 Run it with the CuPy the double models (it imports without a GPU or driver), from any directory:
 
-    python3 -m venv /tmp/cupyvenv && /tmp/cupyvenv/bin/pip install cupy-cuda13x==14.2.0
+    python3 -m venv /tmp/cupyvenv && /tmp/cupyvenv/bin/pip install cupy-cuda13x==14.2.0 nvidia-nccl-cu13
     /tmp/cupyvenv/bin/python tests/doubles/gen_cupy_names.py            # rewrites the JSON
     /tmp/cupyvenv/bin/python tests/doubles/gen_cupy_names.py --check    # exit 1 if it is stale
+
+``cupy.cuda.nccl`` (imported, as CuPy never imports it itself) offers its names only where the NCCL
+library loads, hence nvidia-nccl-cu13 above (any version: the names are CuPy's binding); without it
+the script stops rather than record a CuPy without NCCL.
 
 For every namespace below it records each name of ``dir()`` with its kind (``numpy`` when CuPy
 re-exports NumPy's very object, ``module``, ``class``, ``ufunc``, ``function``, ``constant`` at module
@@ -28,10 +32,14 @@ OUT = Path(__file__).resolve().parent / "cupy_names.json"
 VERSION = "14.2.0"
 
 #: module-like namespaces (attributes of the package) and classes whose members are recorded
-MODULES = ["cupy", "cupy.cuda", "cupy.cuda.runtime", "cupy.random", "cupy.linalg", "cupy.fft"]
+MODULES = ["cupy", "cupy.cuda", "cupy.cuda.runtime", "cupy.random", "cupy.linalg", "cupy.fft",
+           "cupy.cuda.nccl"]  # (last: importing it adds `nccl` to cupy.cuda, which `import cupy` does not)
+#: submodules that are imported, not looked up as attributes (cupy/cuda/__init__.py does not import them)
+IMPORTED = {"cupy.cuda.nccl"}
 CLASSES = ["cupy.ndarray", "cupy.ufunc", "cupy.cuda.Device", "cupy.cuda.Stream", "cupy.cuda.Event",
            "cupy.cuda.Graph", "cupy.cuda.MemoryPool", "cupy.cuda.MemoryPointer", "cupy.RawModule",
-           "cupy.RawKernel", "cupy.random.Generator", "cupy.cuda.runtime.CUDARuntimeError"]
+           "cupy.RawKernel", "cupy.random.Generator", "cupy.cuda.runtime.CUDARuntimeError",
+           "cupy.cuda.nccl.NcclCommunicator", "cupy.cuda.nccl.NcclError"]
 #: module bookkeeping that every Python module has; not part of CuPy's API
 _SKIP = {"__builtins__", "__cached__", "__file__", "__loader__", "__spec__", "__path__", "__package__",
          "__doc__", "__name__", "__getattr__", "__dir__", "__test__", "__pyx_capi__"}
@@ -52,8 +60,9 @@ def _resolve(dotted):
     import importlib  # noqa: PLC0415
 
     parts = dotted.split(".")
-    obj = importlib.import_module(parts[0])
-    for p in parts[1:]:
+    known = next((m for m in IMPORTED if dotted == m or dotted.startswith(m + ".")), None)
+    obj = importlib.import_module(known or parts[0])
+    for p in parts[len(known.split(".")) if known else 1:]:
         obj = getattr(obj, p)
     return obj
 
@@ -210,6 +219,8 @@ def generate() -> dict:
            "regenerate": "tests/doubles/gen_cupy_names.py", "modules": {}, "classes": {}}
     for ns_name in MODULES:
         ns = _resolve(ns_name)
+        if ns_name == "cupy.cuda.nccl" and not ns.available:
+            sys.exit("cupy.cuda.nccl found no NCCL library: pip install nvidia-nccl-cu13 beside this CuPy")
         entries = {}
         for n in sorted(set(dir(ns)) | set(_lazy_names(ns))):
             if n in _SKIP:

@@ -26,7 +26,7 @@ from ..errors import ConfigError, DataError
 from ..io import atomic_write_bytes, check_output_dir
 from .idx import idx_bytes, read_bytes
 from .specs import FILES, spec
-from .store import dataset_dir, find, load_verified, locate, mismatch, sha256
+from .store import find, load_verified, locate, mismatch, sha256
 
 __all__ = ["fetch"]
 

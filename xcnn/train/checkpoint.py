@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from ..nn.serialize import load_checkpoint
 from .metrics import ITER_FIELDS, read_iter_rows, write_csv
 
-__all__ = ["RunState", "save", "resume", "ensure_fresh"]
+__all__ = ["RunState", "save", "resume", "ensure_fresh", "start_state"]
 
 
 def _zero_running() -> dict:
@@ -73,3 +73,19 @@ def resume(out, cfg) -> RunState:
     return RunState(epoch=int(meta["epoch"]), batch=int(meta["batch"]), iteration=int(meta["iteration"]),
                     history=list(meta["history"]), running=dict(meta["running"]),
                     iter_rows=read_iter_rows(out / "metrics_iter.csv", meta["iteration"]))
+
+
+def start_state(cfg, resuming: bool, log) -> RunState | None:
+    """The state a run starts from: when ``resuming``, the one saved in ``cfg.out`` (checked to fit
+    ``cfg``, and to have epochs left or be redone); else None, after checking ``cfg.out`` holds no run."""
+    if not resuming:
+        ensure_fresh(cfg.out)
+        return None
+    state = resume(cfg.out, cfg)
+    if state.epoch > cfg.epochs:
+        raise ConfigError(f"the run in {cfg.out} has done {state.epoch} epochs, more than --epochs {cfg.epochs} "
+                          f"— pass --epochs N with N > {state.epoch} to train it further")
+    if state.epoch == cfg.epochs and state.batch == 0:
+        log(f"the run in {cfg.out} has done all its {cfg.epochs} epochs; its files are rewritten (pass "
+            f"--epochs N with N > {cfg.epochs} to train it further)")
+    return state

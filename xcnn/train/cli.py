@@ -75,6 +75,7 @@ Dataset = _choices("Dataset", DATASETS)
 Optimizer = _choices("Optimizer", ("sgd", "adam"))
 Schedule = _choices("Schedule", LR_SCHEDULES)
 Init = _choices("Init", ("report", "he"))
+DistBackend = _choices("DistBackend", ("auto", "mpi", "nccl"))
 
 
 def _given(ctx: typer.Context, values: dict) -> dict:
@@ -105,7 +106,8 @@ def train(
     out: Optional[str] = typer.Option(None, help="run folder (default: runs/<model>)"),
     resume: bool = typer.Option(False, "--resume/--no-resume",
                                 help="continue the interrupted run in --out with its saved settings (--epochs, "
-                                     "--device, --data-dir, --cuda-graph and --save-epochs may change)"),
+                                     "--device, --data-dir, --cuda-graph and --save-epochs may change, and so "
+                                     "may --distributed and the number of ranks)"),
     save_epochs: str = typer.Option("", help="also keep snapshots after these epochs, e.g. 0,5,25"),
     log_every: int = typer.Option(10, min=1, help="iterations per logged point of the per-iteration curve"),
     train_limit: Optional[int] = typer.Option(None, min=1, help="use only the first N training images"),
@@ -116,55 +118,106 @@ def train(
                                     help="CUDA only, SGD only: capture one training step as a CUDA graph and replay "
                                          "it (same results; one launch per step instead of dozens)"),
     quiet: bool = typer.Option(False, "--quiet/--no-quiet", help="no progress bar; one line per epoch"),
+    distributed: bool = typer.Option(False, "--distributed/--no-distributed",
+                                     help="data-parallel over the processes of `mpirun -n N` / `srun` (needs mpi4py "
+                                          "and an MPI library: the mpi extra): --batch-size stays the global batch, "
+                                          "one GPU per process with --device cuda, rank 0 writes the files; a run may "
+                                          "resume on any number of ranks"),
+    dist_backend: DistBackend = typer.Option("auto", help="with --distributed: auto (NCCL for GPU arrays when "
+                                                          "CuPy has it, else MPI), mpi or nccl"),
 ):
     """Train a model; writes checkpoints, metrics (CSV/JSON) and curve PNGs into --out."""
-    import json
-    from pathlib import Path
-
     from rich.console import Console
 
-    from ..errors import ConfigError, exit_on_error
-    from .config import RunConfig, resumed_config
+    from ..errors import exit_on_error
     from .loop import EXIT_DIVERGED, EXIT_INTERRUPTED, fit
 
-    console = Console(soft_wrap=True)  # long lines (the resume command) must stay copy-pastable
-    with exit_on_error():
-        values = dict(model=model.value, dataset=dataset.value, epochs=epochs, batch_size=batch_size, lr=lr,
-                      momentum=momentum, weight_decay=weight_decay, optimizer=optimizer.value.lower(), seed=seed,
-                      device=device, data_dir=data_dir, out=out or f"runs/{model.value}", log_every=log_every,
-                      save_epochs=_parse_epochs_list(save_epochs), train_limit=train_limit, test_limit=test_limit,
-                      init=init.value if init else None, lr_schedule=lr_schedule.value, cuda_graph=cuda_graph,
-                      float64=float64)
-        if resume:
-            given = _given(ctx, values)
-            given["out"] = values["out"]
-            if "dtype" in given:
-                given["dtype"] = "float64" if given["dtype"] else "float32"
-            cfg_file = Path(values["out"]) / "config.json"
-            try:
-                saved = json.loads(cfg_file.read_text())
-            except FileNotFoundError:
-                raise ConfigError(f"--resume: {values['out']} holds no run ({cfg_file} is missing) — pass the --out "
-                                  "of the run to continue, or start without --resume") from None
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"--resume: {cfg_file} is unreadable ({exc}) — start a new run with another "
-                                  "--out") from None
-            cfg = resumed_config(saved, given)
-        else:
-            values["dtype"] = "float64" if values.pop("float64") else "float32"
-            cfg = RunConfig(**values)
-        if quiet or not console.is_terminal:
-            result = fit(cfg, resume=resume, log=console.print)
-        else:
-            with _RichProgress(console) as bar:
-                result = fit(cfg, resume=resume, progress=bar, log=console.print)
+    # long lines (the resume command) must stay copy-pastable; no colours under mpirun, whose
+    # pseudo-terminal would carry them into a redirected log
+    console = Console(soft_wrap=True, highlight=not distributed)
+    values = dict(model=model.value, dataset=dataset.value, epochs=epochs, batch_size=batch_size, lr=lr,
+                  momentum=momentum, weight_decay=weight_decay, optimizer=optimizer.value.lower(), seed=seed,
+                  device=device, data_dir=data_dir, out=out or f"runs/{model.value}", log_every=log_every,
+                  save_epochs=_parse_epochs_list(save_epochs), train_limit=train_limit, test_limit=test_limit,
+                  init=init.value if init else None, lr_schedule=lr_schedule.value, cuda_graph=cuda_graph,
+                  float64=float64)
+    if distributed:
+        result, cfg, report = _train_distributed(lambda: _config(ctx, values, resume), resume=resume,
+                                                 backend=dist_backend.value, quiet=quiet, console=console)
+    else:
+        report = True
+        with exit_on_error():
+            cfg = _config(ctx, values, resume)
+            if quiet or not console.is_terminal:
+                result = fit(cfg, resume=resume, log=console.print)
+            else:
+                with _RichProgress(console) as bar:
+                    result = fit(cfg, resume=resume, progress=bar, log=console.print)
     if result.status == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
     if result.status == "diverged":
         raise typer.Exit(EXIT_DIVERGED)
-    if result.final_test_acc is not None:
+    if result.final_test_acc is not None and report:  # (in a distributed run rank 0 reports)
         console.print(f"done: {cfg.model} final test accuracy {result.final_test_acc:.2%} "
                       f"(best {result.best_test_acc:.2%}) after {result.epochs_done} epochs; files in {result.out}")
+
+
+def _config(ctx: typer.Context, values: dict, resume: bool):
+    """The run's settings: the flags, or -- with ``resume`` -- the run's saved ``config.json`` with the
+    flags a resumed run may change."""
+    import json
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from .config import RunConfig, resumed_config
+
+    values = dict(values)
+    if not resume:
+        values["dtype"] = "float64" if values.pop("float64") else "float32"
+        return RunConfig(**values)
+    given = _given(ctx, values)
+    given["out"] = values["out"]
+    if "dtype" in given:
+        given["dtype"] = "float64" if given["dtype"] else "float32"
+    cfg_file = Path(values["out"]) / "config.json"
+    try:
+        saved = json.loads(cfg_file.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"--resume: {values['out']} holds no run ({cfg_file} is missing) — pass the --out "
+                          "of the run to continue, or start without --resume") from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--resume: {cfg_file} is unreadable ({exc}) — start a new run with another "
+                          "--out") from None
+    return resumed_config(saved, given)
+
+
+def _silent(*args, **kwargs):
+    return None
+
+
+def _train_distributed(make_config, *, resume: bool, backend: str, quiet: bool, console):
+    """One rank of ``--distributed``: rank 0 settles the settings (it alone reads ``--out``), every rank
+    joins with its device, trains, and rank 0 logs. Returns ``(result, settings, is rank 0)``; a failure
+    is one line and exit 2 on every rank, or ends the job (:func:`xcnn.dist.launch.one_job`)."""
+    from ..dist.launch import join, one_job
+    from ..dist.parallel import DataParallel
+    from .loop import fit
+
+    mpi = join()
+    with one_job(mpi) as job:
+        cfg = mpi.from_root(make_config)
+        par = DataParallel.launch(cfg.device, backend, mpi)
+        job.comm = par.comm
+        root = par.is_root
+        if root and par.note:
+            console.print(f"warning: {par.note}", highlight=False)
+        if quiet or not root or not console.is_terminal:
+            result = fit(cfg, resume=resume, log=console.print if root else _silent, parallel=par)
+        else:
+            with _RichProgress(console) as bar:
+                result = fit(cfg, resume=resume, progress=bar, log=console.print, parallel=par)
+        par.close()
+    return result, cfg, root
 
 
 def main(args=None):

@@ -109,7 +109,8 @@ class RunConfig:
     # how a step is launched, never its result)
     RESUME_KEYS = ("model", "dataset", "batch_size", "lr", "momentum", "weight_decay", "optimizer", "seed",
                    "train_limit", "test_limit", "dtype", "log_every", "init", "lr_schedule")
-    #: what a resumed run may change; everything else comes from the run's saved config.json
+    #: what a resumed run may change; everything else comes from the run's saved config.json. (Whether
+    #: it runs --distributed, and on how many ranks, is no setting: a checkpoint holds global state only.)
     RESUME_MAY_CHANGE = ("epochs", "device", "data_dir", "cuda_graph", "save_epochs", "out")
 
 

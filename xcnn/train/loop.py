@@ -111,10 +111,11 @@ def _load_data(cfg: RunConfig):
 
 class _Run:
     """One call of :func:`fit`: the configuration, the device data, network, optimizer and step, the
-    run state, and the files they are written to."""
+    run state, and the files they are written to (by rank 0 alone in a distributed run)."""
 
-    def __init__(self, cfg: RunConfig, device, arrays, state: RunState | None, log, progress):
-        self.cfg, self.device, self.log, self.progress = cfg, device, log, progress
+    def __init__(self, cfg: RunConfig, device, arrays, state: RunState | None, log, progress, parallel=None):
+        self.cfg, self.device, self.log, self.progress, self.parallel = cfg, device, log, progress, parallel
+        self.writes = parallel is None or parallel.is_root
         self.out = Path(cfg.out)
         dtype = np.dtype(cfg.dtype)
         x_tr, y_tr, x_te, y_te = arrays
@@ -131,31 +132,50 @@ class _Run:
             opt_kw["momentum"] = cfg.momentum
         self.opt = get_optimizer(cfg.optimizer, self.net.parameters(), **opt_kw)
         self.step = make_train_step(self.net, self.opt, SoftmaxCrossEntropy(), cfg.batch_size,
-                                    cuda_graph=cfg.cuda_graph, log=log)
-        self.out.mkdir(parents=True, exist_ok=True)
+                                    cuda_graph=cfg.cuda_graph, log=log, parallel=parallel)
+        if self.writes:
+            self.out.mkdir(parents=True, exist_ok=True)
         if state is not None:
-            self.net.load(checkpoint.path(self.out), self.opt)
+            if self.writes:
+                self.net.load(checkpoint.path(self.out), self.opt)
             self.state = state
             log(f"resuming {cfg.model} from {checkpoint.path(self.out)}: epoch {state.epoch + 1}, "
                 f"batch {state.batch}/{self.steps_per_epoch}")
         else:
             self.state = RunState()
-            atomic_write_json(self.out / "config.json", {**asdict(cfg), "machine": machine.describe(str(device)),
-                                                         "device_resolved": str(device)})
-            if 0 in cfg.save_epochs:
-                self.net.save(self.out / "epoch_000.npz", self.opt, meta={"epoch": 0})
+            if self.writes:
+                dist = {} if parallel is None else {"distributed": parallel.describe()}
+                atomic_write_json(self.out / "config.json", {**asdict(cfg), "machine": machine.describe(str(device)),
+                                                             "device_resolved": str(device), **dist})
+        if parallel is not None:  # the same data on every rank (checked); rank 0's weights and optimizer state
+            parallel.start(self.net, self.opt, arrays)
+        if state is None and 0 in cfg.save_epochs and self.writes:
+            self.net.save(self.out / "epoch_000.npz", self.opt, meta={"epoch": 0})
 
     # -- files ---------------------------------------------------------------
     def write_metrics(self, status):
-        write_metrics(self.out, status, self.cfg, self.device, self.net.num_parameters(), self.state.history,
-                      self.step)
+        if self.writes:
+            write_metrics(self.out, status, self.cfg, self.device, self.net.num_parameters(), self.state.history,
+                          self.step, None if self.parallel is None else self.parallel.describe())
+
+    def save_checkpoint(self):
+        if self.writes:
+            checkpoint.save(self.out, self.net, self.opt, self.cfg, self.state)
+
+    @property
+    def resume_command(self) -> str:
+        if self.parallel is None:
+            return f"python -m xcnn.train --out {self.out} --resume"
+        return (f"mpirun -n {self.parallel.size} python -m xcnn.train --distributed --out {self.out} --resume "
+                "(any number of ranks, or one process without --distributed)")
 
     def finish(self, status, message="") -> RunResult:
         self.write_metrics(status)
         try:
             from ..viz.curves import training_curves  # noqa: PLC0415
 
-            training_curves(self.out, title=f"{self.cfg.model} on {self.cfg.dataset}")
+            if self.writes:
+                training_curves(self.out, title=f"{self.cfg.model} on {self.cfg.dataset}")
         except Exception as exc:  # plotting must never lose a run
             self.log(f"warning: could not draw the training curves ({type(exc).__name__}: {exc})")
         if message:
@@ -212,10 +232,10 @@ class _Run:
                     seen = 0
                 if stop.requested and not last:
                     st.running["seconds"] += time.perf_counter() - t0
-                    checkpoint.save(self.out, self.net, self.opt, cfg, st)
+                    self.save_checkpoint()
                     return self.finish("interrupted", (
                         f"interrupted at epoch {st.epoch + 1}, batch {st.batch}/{self.steps_per_epoch}; checkpoint "
-                        f"saved. Resume with: python -m xcnn.train --out {self.out} --resume"))
+                        f"saved. Resume with: {self.resume_command}"))
         self.device.synchronize()
         st.running["seconds"] += time.perf_counter() - t0
         return None
@@ -225,7 +245,10 @@ class _Run:
         cfg, st = self.cfg, self.state
         train_s = st.running["seconds"]
         t1 = time.perf_counter()
-        test_loss, test_acc = evaluate_arrays(self.net, self.XT, self.YT)
+        if self.parallel is None:
+            test_loss, test_acc = evaluate_arrays(self.net, self.XT, self.YT)
+        else:  # each rank its share of the test set; sums, stop flags and a replica check reduced
+            test_loss, test_acc = self.parallel.end_of_epoch(self.net, self.opt, self.XT, self.YT, evaluate_arrays)
         eval_s = time.perf_counter() - t1
         seen = max(st.running["seen"], 1)
         row = {"epoch": st.epoch + 1, "iteration": st.iteration, "lr": self.opt.lr,
@@ -234,8 +257,8 @@ class _Run:
                "images_per_second": self.n / train_s if train_s > 0 else None}
         st.history.append(row)
         st.next_epoch()
-        checkpoint.save(self.out, self.net, self.opt, cfg, st)
-        if st.epoch in cfg.save_epochs:
+        self.save_checkpoint()
+        if st.epoch in cfg.save_epochs and self.writes:
             self.net.save(self.out / f"epoch_{st.epoch:03d}.npz", self.opt, meta={"epoch": st.epoch})
         self.write_metrics("running")
         if self.progress:
@@ -245,32 +268,36 @@ class _Run:
                      f"{row['train_acc']:.4f}  test loss {test_loss:.4f} acc {test_acc:.4f}  {train_s:.1f}s")
 
 
-def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, arrays=None) -> RunResult:
+def _root_state(cfg: RunConfig, resume: bool, log) -> RunState | None:
+    check_output_dir(cfg.out)
+    return checkpoint.start_state(cfg, resume, log)
+
+
+def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, arrays=None, parallel=None) -> RunResult:
     """Train ``cfg.model`` on ``cfg.dataset`` as configured; see the module docstring for the files.
 
     ``arrays`` = ``(x_train, y_train, x_test, y_test)`` host arrays replaces loading the dataset
     (used by tests). ``progress`` is an optional callable ``progress(event, **info)`` for a UI.
+    ``parallel``: this process's :class:`xcnn.dist.DataParallel` in a distributed run (``--distributed``);
+    its rank 0 alone reads and writes ``cfg.out``, and every rank must call ``fit`` alike.
     """
-    cfg.check()
-    check_output_dir(cfg.out)  # before anything slow: a bad --out is refused at once
-    device = get_device(cfg.device)
-    if resume:
-        state = checkpoint.resume(cfg.out, cfg)
-        if state.epoch > cfg.epochs:
-            raise ConfigError(f"the run in {cfg.out} has done {state.epoch} epochs, more than --epochs {cfg.epochs} "
-                              f"— pass --epochs N with N > {state.epoch} to train it further")
-        if state.epoch == cfg.epochs and state.batch == 0:
-            log(f"the run in {cfg.out} has done all its {cfg.epochs} epochs; its files are rewritten (pass "
-                f"--epochs N with N > {cfg.epochs} to train it further)")
-    else:
-        checkpoint.ensure_fresh(cfg.out)
-        state = None
-    arrays = arrays if arrays is not None else _load_data(cfg)
+    if parallel is None:
+        cfg.check()
+        check_output_dir(cfg.out)  # before anything slow: a bad --out is refused at once
+        device = get_device(cfg.device)
+        state = checkpoint.start_state(cfg, resume, log)
+        arrays = arrays if arrays is not None else _load_data(cfg)
+    else:  # rank 0 reads the run directory; an error there or in any rank's data reaches every rank
+        parallel.check(cfg)  # (cfg.check() too)
+        parallel.log, device = log, parallel.device
+        state = parallel.from_root(_root_state, cfg, resume, log)
+        arrays = arrays if arrays is not None else parallel.each(_load_data, cfg)
     for w in cfg.warnings(n_train=len(arrays[0])):  # (after a --train-limit cut: len <= the limit)
         log(f"warning: {w}")
     # Overflow/NaN warnings are not printed: a non-finite loss is detected and reported.
-    with device, _Interrupt() as stop, np.errstate(over="ignore", invalid="ignore"):
-        run = _Run(cfg, device, arrays, state, log, progress)
+    with device, (_Interrupt() if parallel is None else parallel.interrupt()) as stop, \
+            np.errstate(over="ignore", invalid="ignore"):
+        run = _Run(cfg, device, arrays, state, log, progress, parallel)
         while run.state.epoch < cfg.epochs:
             stopped = run.train_epoch(stop)
             if stopped is not None:
@@ -278,6 +305,5 @@ def fit(cfg: RunConfig, *, resume: bool = False, progress=None, log=print, array
             run.end_epoch()
             if stop.requested:
                 return run.finish("interrupted", (
-                    f"interrupted after epoch {run.state.epoch}; checkpoint saved. Resume with: "
-                    f"python -m xcnn.train --out {run.out} --resume"))
+                    f"interrupted after epoch {run.state.epoch}; checkpoint saved. Resume with: {run.resume_command}"))
         return run.finish("completed")

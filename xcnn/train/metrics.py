@@ -40,15 +40,18 @@ def read_iter_rows(path: Path, upto: int) -> list[dict]:
     return rows
 
 
-def write_metrics(out: Path, status: str, cfg, device, parameters: int, history: list[dict], step) -> None:
+def write_metrics(out: Path, status: str, cfg, device, parameters: int, history: list[dict], step,
+                  distributed: dict | None = None) -> None:
     """``metrics_epoch.csv`` and ``metrics.json`` (the epoch rows, a summary, and -- for a
-    ``--cuda-graph`` run -- how many steps replayed the graph, or why capture failed)."""
+    ``--cuda-graph`` run -- how many steps replayed the graph, or why capture failed; for a
+    ``--distributed`` run, ``distributed``: its ranks and backend)."""
     write_csv(out / "metrics_epoch.csv", history, EPOCH_FIELDS)
     accs = [h["test_acc"] for h in history]
+    extra = {} if distributed is None else {"distributed": distributed}
     atomic_write_json(out / "metrics.json", {
         "status": status, "model": cfg.model, "dataset": cfg.dataset, "device": str(device),
         "parameters": parameters, "epochs_done": len(history),
         "final_test_acc": accs[-1] if accs else None, "best_test_acc": max(accs, default=None),
         "mean_train_seconds_per_epoch": float(np.mean([h["train_seconds"] for h in history])) if history else None,
         "cuda_graph": {"replays": step.replays, "capture_failed": step.failed} if step.graphed else None,
-        "config": asdict(cfg), "history": history})
+        **extra, "config": asdict(cfg), "history": history})

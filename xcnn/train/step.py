@@ -24,6 +24,10 @@ How the graph stays correct:
 * **Only full batches.** A last, smaller batch runs eagerly. If capture fails (an old driver, an
   operation CUDA cannot record), the step says why once and stays eager: same results, slower;
   ``failed`` and ``replays`` say what happened (the trainer records them in ``metrics.json``).
+
+:class:`DistributedTrainStep` is one rank's step of a data-parallel run (``--distributed``,
+:mod:`xcnn.dist`): its share of each global batch, the share-weighted gradients summed over the
+ranks in one flat buffer, then the update every rank applies alike.
 """
 from __future__ import annotations
 
@@ -33,10 +37,11 @@ import numpy as np
 
 from ..backend import zeros_like
 from ..cuda.graphs import CupyGraphs
+from ..dist.bucket import GradientBucket, share
 from ..errors import ConfigError
 from ..nn.optim import SGD
 
-__all__ = ["TrainStep", "GraphedTrainStep", "make_train_step"]
+__all__ = ["TrainStep", "GraphedTrainStep", "DistributedTrainStep", "make_train_step"]
 
 
 class TrainStep:
@@ -163,8 +168,47 @@ class GraphedTrainStep(TrainStep):
         return self.graph is not None
 
 
-def make_train_step(net, opt, loss_fn, batch_size: int, *, cuda_graph: bool = False, log=print) -> TrainStep:
-    """The trainer's step: eager, or (``cuda_graph=True``) captured and replayed as a CUDA graph."""
+class DistributedTrainStep(TrainStep):
+    """One rank's :class:`TrainStep`: ``step(X, Y, idx)`` trains on this rank's :func:`share` of the
+    global batch ``idx``, weights its mean gradient by the share (in the bucket the gradients are views
+    of), has ``parallel`` sum the bucket over the ranks and applies the update; :meth:`take` returns
+    the loss sum and correct count of all ranks. ``parallel`` is a :class:`xcnn.dist.DataParallel`."""
+
+    def __init__(self, net, opt, loss_fn, parallel):
+        super().__init__(net, opt, loss_fn)
+        self.parallel = parallel
+        self.bucket = GradientBucket(opt.params)
+
+    def __call__(self, X, Y, idx):
+        if not self.bucket.attached():  # first step, or the arrays were replaced (a load)
+            self.bucket.attach()
+        n = int(idx.shape[0])
+        lo, hi = share(n, self.parallel.size, self.parallel.rank)
+        if hi > lo:
+            mine = idx[lo:hi]
+            x, y = X[mine], Y[mine]
+            logits = self.net.forward(x)
+            loss = self.loss_fn.forward(logits, y)
+            self.net.backward(self.loss_fn.backward())  # the gradients land in the bucket
+            self.bucket.scale((hi - lo) / n)
+            self._sums(loss)
+            self._loss_sum += loss * (hi - lo)
+            self._correct += (logits.argmax(axis=1) == y).sum()
+        else:
+            self.bucket.zero()
+        self.parallel.reduce_gradients(self.bucket)
+        self.opt.step()
+
+    def take(self) -> tuple[float, int]:
+        return self.parallel.sum_over_ranks(*super().take())
+
+
+def make_train_step(net, opt, loss_fn, batch_size: int, *, cuda_graph: bool = False, log=print,
+                    parallel=None) -> TrainStep:
+    """The trainer's step: eager, one rank's share (``parallel``: a distributed run), or
+    (``cuda_graph=True``) captured and replayed as a CUDA graph."""
+    if parallel is not None:
+        return DistributedTrainStep(net, opt, loss_fn, parallel)
     if cuda_graph:
         return GraphedTrainStep(net, opt, loss_fn, batch_size, log=log)
     return TrainStep(net, opt, loss_fn)
