@@ -208,6 +208,8 @@ def placement(arrays) -> int | None:
     """Where an operation on ``arrays`` runs: ``None`` for host (NumPy) arrays, else the index of the
     one GPU they all live on. Host and device arrays mixed, or arrays of two GPUs, are a
     :class:`DeviceError` (never a silent copy). ``None`` entries are ignored."""
+    if _CUPY is None:  # CuPy never imported: there can be no device array
+        return None
     where = -1  # nothing seen yet
     for a in arrays:
         if a is None:

@@ -225,7 +225,7 @@ class Flatten(Layer):
     def output_shape(self, input_shape):
         if len(input_shape) < 2:
             self._fail("(N, ...) with at least 2 dimensions", tuple(input_shape))
-        return (input_shape[0], int(np.prod(input_shape[1:])))
+        return (input_shape[0], math.prod(input_shape[1:]))
 
     def forward(self, x):
         self._check_array(x)
@@ -236,7 +236,8 @@ class Flatten(Layer):
 
     def backward(self, dy):
         shape = self._need_cache(self._x_shape)
-        if tuple(dy.shape) != (shape[0], int(np.prod(shape[1:]))):
-            raise ShapeError(f"{self._label()}: expected dy of shape {(shape[0], int(np.prod(shape[1:])))}, "
+        want = (shape[0], math.prod(shape[1:]))
+        if dy.shape != want:
+            raise ShapeError(f"{self._label()}: expected dy of shape {want}, "
                              f"got {tuple(dy.shape)}")
         return dy.reshape(shape)

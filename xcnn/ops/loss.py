@@ -77,6 +77,14 @@ _EUCLIDEAN = Op("euclidean_loss", numpy=_euclidean, cuda=_euclidean)
 _ONE_HOT = Op("one_hot", numpy=_one_hot, cuda=_one_hot)
 
 
+def _out_of_range(labels, K: int) -> bool:
+    """Some integer label lies outside ``0..K-1``: one reduction, since a negative label read as
+    unsigned (a view, no copy) is larger than any ``K``."""
+    if labels.dtype.kind == "i":
+        labels = labels.view(f"u{labels.dtype.itemsize}")
+    return int(labels.max()) >= K
+
+
 def _logits(op, z):
     _check.floats(op, logits=z)
     return _check.ndim(op, "logits", z, 2, "(N, K)")
@@ -102,12 +110,11 @@ def softmax_cross_entropy(logits, target):
     if target.ndim == 1:
         _check.integers("softmax_cross_entropy", "labels", target)
         _check.shape("softmax_cross_entropy", "labels", target, (N,))
-        if N and not is_device_array(target):
+        if N and not is_device_array(target) and _out_of_range(target, K):
             lo, hi = int(target.min()), int(target.max())
-            if lo < 0 or hi >= K:
-                bad = lo if lo < 0 else hi
-                raise ShapeError(f"softmax_cross_entropy: label {bad} is outside 0..{K - 1} for {K} classes — "
-                                 "labels must index the logits' columns")
+            bad = lo if lo < 0 else hi
+            raise ShapeError(f"softmax_cross_entropy: label {bad} is outside 0..{K - 1} for {K} classes — "
+                             "labels must index the logits' columns")
         return _XENT_LABELS([logits, target], logits, target)
     _check.floats("softmax_cross_entropy", logits=logits, target=target)
     _check.shape("softmax_cross_entropy", "target (labels (N,) or one-hot (N, K))", target, (N, K))
