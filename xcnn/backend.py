@@ -19,7 +19,7 @@ from .errors import DeviceError
 
 __all__ = [
     "Device", "DeviceError", "get_device", "parse_device", "get_array_module", "cupy_or_none",
-    "gpu_available", "gpu_unavailable_reason", "to_host", "is_device_array", "device_of", "placement",
+    "gpu_available", "gpu_unavailable_reason", "to_host", "is_device_array", "device_of", "same_device", "placement",
     "device_scope", "describe_gpu", "zeros_like", "concatenate",
 ]
 
@@ -268,6 +268,13 @@ def device_of(a) -> Device:
     if is_device_array(a):
         return Device("cuda", int(a.device.id))
     return Device("cpu")
+
+
+def same_device(a, b) -> bool:
+    """``a`` and ``b`` live on one device (the host, or one GPU)."""
+    if _CUPY is None:  # CuPy never imported: both are host arrays
+        return True
+    return device_of(a) == device_of(b)
 
 
 def to_host(a):

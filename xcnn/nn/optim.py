@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from .. import ops
-from ..backend import device_of, get_device, to_host, zeros_like
+from ..backend import device_of, get_device, same_device, to_host, zeros_like
 from ..errors import ConfigError, DeviceError
 
 __all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
@@ -71,7 +71,7 @@ class Optimizer:
             b = bufs.get(p.name)
             if b is None:
                 b = bufs[p.name] = zeros_like(p.data)
-            elif b.dtype != p.data.dtype or device_of(b) != device_of(p.data):
+            elif b.dtype != p.data.dtype or not same_device(b, p.data):
                 raise DeviceError(
                     f"{type(self).__name__}: state {kind!r} of {p.name} is {device_of(b)} {b.dtype} but the parameter "
                     f"is {device_of(p.data)} {p.data.dtype} — after net.to()/net.astype() call optimizer.to()/"

@@ -10,11 +10,13 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _shape(a) -> tuple:
+    if type(a) is np.ndarray:  # (the fast path: already a tuple of ints)
+        return a.shape
     return tuple(int(s) for s in a.shape)
 
 
 def _array(op: str, name: str, a) -> None:
-    if not (hasattr(a, "shape") and hasattr(a, "dtype")):
+    if type(a) is not np.ndarray and not (hasattr(a, "shape") and hasattr(a, "dtype")):
         raise ShapeError(f"{op}: {name} must be an array, got {type(a).__name__}")
 
 
