@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -184,3 +185,21 @@ def row_relative_error(actual, reference) -> float:
     a = np.asarray(actual, np.float64).reshape(len(actual), -1)
     r = np.asarray(reference, np.float64).reshape(len(reference), -1)
     return float((np.abs(a - r).max(axis=1) / np.abs(r).max(axis=1)).max())
+
+
+def snapshot(root: Path) -> dict:
+    """Every file below ``root`` with its SHA-256: equal snapshots mean nothing was lost or changed."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def run_main(main, argv, capsys) -> tuple:
+    """``main(argv)`` as its command would run it: ``(exit status, stdout, stderr)``."""
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+

@@ -20,7 +20,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
-from helpers import synthetic
+from helpers import run_main, snapshot, synthetic
 
 from xcnn import errors
 from xcnn.apps import evaluate as evaluate_app
@@ -95,19 +95,8 @@ def train_cli_config(out, **kw):
     return RunConfig(**dict(dict(device="cpu", epochs=2, out=str(out), log_every=5), **kw))
 
 
-def _snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def _run(tool, argv, capsys):
-    try:
-        MAINS[tool](argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(MAINS[tool], argv, capsys)
 
 
 def _read_only(monkeypatch, folder: Path):
@@ -206,11 +195,11 @@ CASES = [
 def test_refused_in_one_line_and_nothing_lost(world, capsys, monkeypatch, tool, argv, said):
     if argv[:2] == ["--out", "run2"]:  # a run that has done 2 epochs, asked to stop at 1
         loop.fit(train_cli_config(world / "run2", epochs=2), log=lambda *a: None)
-    before = _snapshot(world)
+    before = snapshot(world)
     if tool == "train" and "--device" not in argv:
         argv = argv + ["--device", "cpu"]  # (auto would add its one-line CPU notice)
     code, out, err = _run(tool, argv, capsys)
-    after = _snapshot(world)
+    after = snapshot(world)
     if said is None:  # the documented, allowed case: the run has done all its epochs, its files are rewritten
         assert code == 0 and "has done all its 1 epochs; its files are rewritten" in out + err, out + err
         return

@@ -5,7 +5,6 @@ traceback, nothing on stdout, and every file that existed before still there wit
 (and nothing half-written)."""
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from xcnn.nn.architecture import save_network
 from xcnn.nn.layers import Flatten, Linear
 from xcnn.nn.models import build_model
 from xcnn.nn.network import Network
+from helpers import run_main, snapshot
 
 MAINS = {"export": export_app.run, "import": import_app.run, "demo": demo_app.run}
 NEEDS = {"export": ("onnx",), "import": ("onnx",), "demo": ("starlette", "uvicorn")}
@@ -86,19 +86,8 @@ CASES = [
 ]
 
 
-def _snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def _run(tool, argv, capsys):
-    try:
-        MAINS[tool](argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_main(MAINS[tool], argv, capsys)
 
 
 @pytest.mark.parametrize("tool, argv, said, needs_extra", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
@@ -106,12 +95,12 @@ def test_refused_in_one_line_and_nothing_lost(world, capsys, tool, argv, said, n
     if needs_extra:
         for module in NEEDS[tool]:
             pytest.importorskip(module, reason=f"needs the extra with {module}")
-    before = _snapshot(world)
+    before = snapshot(world)
     code, out, err = _run(tool, argv, capsys)
     assert code == 2, (out, err)
     assert err.startswith("error: ") and err.count("\n") == 1 and said in err, err
     assert "Traceback" not in err and out == ""
-    assert _snapshot(world) == before  # nothing lost, nothing half-written
+    assert snapshot(world) == before  # nothing lost, nothing half-written
 
 
 @pytest.mark.parametrize("tool, module, extra", [("export", "onnx", "onnx"), ("import", "onnx", "onnx"),
@@ -119,10 +108,10 @@ def test_refused_in_one_line_and_nothing_lost(world, capsys, tool, argv, said, n
 def test_without_the_extra_the_command_names_it(world, capsys, monkeypatch, tool, module, extra):
     monkeypatch.setitem(sys.modules, module, None)  # what a plain install looks like to `import module`
     argv = {"export": ["good.npz", "o.onnx"], "import": ["garbage.onnx", "o.npz"], "demo": ["good.npz"]}[tool]
-    before = _snapshot(world)
+    before = snapshot(world)
     code, out, err = _run(tool, argv, capsys)
     assert code == 2 and err.count("\n") == 1 and f"pip install 'xcnn[{extra}]'" in err, err
-    assert out == "" and _snapshot(world) == before
+    assert out == "" and snapshot(world) == before
 
 
 def test_an_unwritable_file_system_is_one_line(world, capsys, monkeypatch):
@@ -134,7 +123,7 @@ def test_an_unwritable_file_system_is_one_line(world, capsys, monkeypatch):
         raise OSError(28, "No space left on device", str(path))
 
     monkeypatch.setattr(ex, "atomic_write_bytes", full_disk)
-    before = _snapshot(world)
+    before = snapshot(world)
     code, out, err = _run("export", ["good.npz", "o.onnx"], capsys)
     assert code == 2 and err.count("\n") == 1 and "No space left on device" in err and "o.onnx" in err, err
-    assert out == "" and _snapshot(world) == before
+    assert out == "" and snapshot(world) == before

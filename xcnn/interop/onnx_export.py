@@ -81,27 +81,27 @@ def to_onnx(net, *, input_shape=(1, 28, 28), dtype=None, opset: int = OPSET):
     def constant(name, array):
         return numpy_helper.from_array(np.ascontiguousarray(to_host(array), dtype=dtype), name)
 
+    def weighted_inputs(x, layer):
+        """A Conv or Gemm node's inputs: ``x``, the weight and the bias if any (their initialisers go to ``inits``)."""
+        ins = [x, f"{layer.name}.weight"]
+        inits.append(constant(ins[1], layer.weight.data))
+        if layer.bias is not None:
+            ins.append(f"{layer.name}.bias")
+            inits.append(constant(ins[2], layer.bias.data))
+        return ins
+
     nodes, inits, infos = [], [], []
     x = INPUT_NAME
     for i, (layer, shape) in enumerate(zip(net.layers, shapes)):
         y = OUTPUT_NAME if i == len(net.layers) - 1 else layer.name
         kind = type(layer)
         if kind is Conv2D:
-            ins = [x, f"{layer.name}.weight"]
-            inits.append(constant(ins[1], layer.weight.data))
-            if layer.bias is not None:
-                ins.append(f"{layer.name}.bias")
-                inits.append(constant(ins[2], layer.bias.data))
+            ins = weighted_inputs(x, layer)
             ph, pw = layer.padding
             node = helper.make_node("Conv", ins, [y], name=layer.name, kernel_shape=list(layer.kernel_size),
                                     strides=list(layer.stride), pads=[ph, pw, ph, pw], dilations=[1, 1], group=1)
         elif kind is Linear:
-            ins = [x, f"{layer.name}.weight"]
-            inits.append(constant(ins[1], layer.weight.data))
-            if layer.bias is not None:
-                ins.append(f"{layer.name}.bias")
-                inits.append(constant(ins[2], layer.bias.data))
-            node = helper.make_node("Gemm", ins, [y], name=layer.name, transB=1)
+            node = helper.make_node("Gemm", weighted_inputs(x, layer), [y], name=layer.name, transB=1)
         elif kind in _ACTIVATIONS:
             node = helper.make_node(_ACTIVATIONS[kind], [x], [y], name=layer.name)
         elif kind in (AvgPool2D, MaxPool2D):
