@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from doubles.fakewheel import synthetic_mnist
+from helpers import run_main
 
 from xcnn import data
 from xcnn.data import specs
@@ -17,13 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cli(args, capsys):
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    """Run the command in this process: (exit status, stdout, stderr)."""
+    return run_main(main, args, capsys)
 
 
 def test_cli_errors_are_one_line(tmp_path, no_ambient_data, capsys):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import synthetic, weights
+from helpers import run_main, synthetic, weights
 
 from xcnn.train.cli import main
 
@@ -18,14 +18,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def _main(argv, capsys):
-    """Run ``python -m xcnn.train ARGV`` in this process: (exit status, stdout, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    """Run the command in this process: (exit status, stdout, stderr)."""
+    return run_main(main, argv, capsys)
 
 
 def test_bad_values_are_refused_in_one_line(capsys):
