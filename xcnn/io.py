@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["check_output_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npz", "load_npz"]
+__all__ = ["check_output_dir", "check_output_file", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_save_npz", "load_npz"]
 
 
 def check_output_dir(path, flag: str = "--out") -> Path:
@@ -36,6 +36,17 @@ def check_output_dir(path, flag: str = "--out") -> Path:
         what = "is not writable" if probe == path else f"cannot be created: {probe} is not writable"
         raise ConfigError(f"{flag} {path} {what} — pass a folder you can write to")
     return path
+
+
+def check_output_file(path, what: str, flag: str = "the folder of OUT") -> Path:
+    """Refuse, before any work, a file that cannot be written: a path that is a folder (``what`` names
+    the file to give instead, e.g. ``.onnx file``), or one whose folder :func:`check_output_dir` refuses."""
+    from .errors import ConfigError  # noqa: PLC0415
+
+    if Path(path).expanduser().is_dir():
+        raise ConfigError(f"{path} is a directory — name the {what} to write")
+    check_output_dir(Path(path).expanduser().parent, flag)
+    return Path(path).expanduser()
 
 
 def atomic_write_bytes(path, data: bytes) -> Path:

@@ -13,9 +13,9 @@ from typing import Optional
 
 import typer
 
-from ..errors import ConfigError, MissingExtraError, exit_on_error, run_app
+from ..errors import MissingExtraError, exit_on_error, run_app
 from ..interop import ExportError
-from ..io import check_output_dir
+from ..io import check_output_file
 from ..interop.onnx_export import OPSET, export_onnx
 from ..interop.runtime import compare
 from ..nn.models import load_model
@@ -36,9 +36,7 @@ def _parse_shape(text: str) -> tuple[int, int, int]:
 def export_checkpoint(checkpoint, out, *, opset: int = OPSET, dtype: str | None = None,
                       input_shape: str | None = None):
     """Load ``checkpoint`` and write it to ``out`` as ONNX; returns ``(path, network, input shape)``."""
-    if Path(out).is_dir():
-        raise ConfigError(f"{out} is a directory — name the .onnx file to write")
-    check_output_dir(Path(out).parent, "the folder of OUT")  # before the work, not after it
+    check_output_file(out, ".onnx file")  # before the work, not after it
     if dtype is not None and dtype not in ("float32", "float64"):
         raise ExportError(f"--dtype must be float32 or float64, got {dtype!r}")
     net, ck = load_model(checkpoint)

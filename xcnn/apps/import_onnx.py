@@ -15,9 +15,9 @@ from typing import Optional
 
 import typer
 
-from ..errors import ConfigError, exit_on_error, run_app
+from ..errors import exit_on_error, run_app
 from ..interop.onnx_import import convert, read_model
-from ..io import check_output_dir
+from ..io import check_output_file
 from ..nn.architecture import save_network
 from .export import report_comparison
 
@@ -27,9 +27,7 @@ app = typer.Typer(add_completion=False, help=__doc__, pretty_exceptions_enable=F
 def import_to_checkpoint(model_path, out, *, name: str | None = None) -> dict:
     """Convert ``model_path`` and save it as a checkpoint at ``out`` (atomically); returns
     ``{"network", "input_shape", "notes", "path", "model"}``."""
-    if Path(out).is_dir():
-        raise ConfigError(f"{out} is a directory — name the .npz checkpoint to write")
-    check_output_dir(Path(out).parent, "the folder of OUT")  # before the work, not after it
+    check_output_file(out, ".npz checkpoint")  # before the work, not after it
     model = read_model(model_path)
     imported = convert(model, name=name or Path(model_path).stem)
     producer = " ".join(v for v in (model.producer_name, model.producer_version) if v)
