@@ -68,6 +68,10 @@ class TrainStep:
         # check it), so clearing them first would only cost a fill per parameter
         self.net.backward(self.loss_fn.backward())
         self.opt.step()
+        self._tally(logits, loss, y)
+
+    def _tally(self, logits, loss, y):
+        """Add a batch's (mean) ``loss`` times its size, and its correct predictions, to the sums."""
         self._sums(loss)
         self._loss_sum += loss * y.shape[0]
         self._correct += (logits.argmax(axis=1) == y).sum()
@@ -191,9 +195,7 @@ class DistributedTrainStep(TrainStep):
             loss = self.loss_fn.forward(logits, y)
             self.net.backward(self.loss_fn.backward())  # the gradients land in the bucket
             self.bucket.scale((hi - lo) / n)
-            self._sums(loss)
-            self._loss_sum += loss * (hi - lo)
-            self._correct += (logits.argmax(axis=1) == y).sum()
+            self._tally(logits, loss, y)
         else:
             self.bucket.zero()
         self.parallel.reduce_gradients(self.bucket)
