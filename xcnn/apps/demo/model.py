@@ -26,6 +26,7 @@ from ...backend import get_device
 from ...data import normalize
 from ...errors import ConfigError
 from ...nn.models import load_model
+from ...ops import softmax
 from ...viz.maps import activations
 from ..predict import ImageError, read_images, to_mnist
 
@@ -120,9 +121,7 @@ class DemoModel:
         x = normalize(digit[None], self.net.dtype)
         with self._lock:
             acts = activations(self.net, x)
-        z = acts[self.net.layers[-1].name].astype(np.float64)[0]
-        p = np.exp(z - z.max())
-        p /= p.sum()
+        p = softmax(acts[self.net.layers[-1].name][:1].astype(np.float64))[0]  # (in float64: sums to 1 closely)
         layers = []
         for name in self.map_layers:
             maps = acts[name][0]
